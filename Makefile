@@ -1,0 +1,50 @@
+# nbimg — build, test, demo and benchmark.
+#
+#   make demo    build the fixture system, run nbimg on it, boot the result
+#   make test    run every test (installs nothing; see .ci/run for the packages)
+#   make bench   compare nbimg with mksquashfs on a large corpus
+
+GO      ?= go
+BIN     := bin/nbimg
+FIXTURE ?= $(CURDIR)/testdata/fixture/out
+export NBIMG_FIXTURE := $(FIXTURE)
+
+.PHONY: all build test test-short test-race lint fixture demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/nbimg
+
+# The fixture system needs real Nix; without it the tests that use it skip
+# (or fail when NBIMG_REQUIRE_TOOLS=1).
+fixture:
+	@if command -v nix-build >/dev/null 2>&1; then \
+		bash testdata/fixture/build.sh "$(FIXTURE)"; \
+	else \
+		echo "nix-build not found: the fixture system is not built (apt-get install nix-bin)"; \
+	fi
+
+test: fixture
+	$(GO) test -timeout 60m ./...
+
+test-short:
+	$(GO) test -short ./...
+
+test-race:
+	$(GO) test -race -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; \
+	else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+
+demo: build fixture
+	bash scripts/demo.sh "$(FIXTURE)"
+
+bench: build
+	bash scripts/bench.sh
+
+clean:
+	rm -rf bin

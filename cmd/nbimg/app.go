@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes, documented in the README.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed (bad input, I/O error, ...)
+	exitUsage   = 2 // the command line itself is wrong
+	exitSignal  = 130
+)
+
+// version is set with -ldflags "-X main.version=..."; otherwise it comes from
+// the module build information.
+var version = ""
+
+// commandConstructors is filled by init functions in the per-command files,
+// so adding a command never touches this file.
+var commandConstructors []func() *cli.Command
+
+func registerCommand(f func() *cli.Command) { commandConstructors = append(commandConstructors, f) }
+
+// usageError marks errors in the command line rather than in the work.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
+func appVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// newApp builds the command-line application writing to the given streams.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	cmds := make([]*cli.Command, 0, len(commandConstructors))
+	for _, f := range commandConstructors {
+		cmds = append(cmds, f())
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	return &cli.App{
+		Name:    "nbimg",
+		Usage:   "turn a Nix store closure into network-boot artifacts",
+		Version: appVersion(),
+		Description: "nbimg builds a reproducible squashfs of a Nix closure, appends it to an\n" +
+			"initrd, and writes the files that boot it over the network.\n\n" +
+			"Time stamps come from SOURCE_DATE_EPOCH (or --mkfs-time), never the clock:\n" +
+			"the same input gives the same bytes.",
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		Commands:             cmds,
+		EnableBashCompletion: false,
+		HideHelpCommand:      true,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
+			&cli.BoolFlag{Name: "verbose", Usage: "print details of the work (encoder, inputs, timings)"},
+		},
+		// Errors are printed once by run; keep urfave from printing or exiting.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err.Error()}
+		},
+	}
+}
+
+// run executes the app and maps its outcome to an exit code, printing one
+// line on stderr on failure.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	msg := strings.TrimSpace(err.Error())
+	fmt.Fprintf(stderr, "nbimg: %s\n", msg)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue) || isCLIUsage(msg):
+		fmt.Fprintln(stderr, "Run 'nbimg --help' or 'nbimg COMMAND --help' for usage.")
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		return exitSignal
+	}
+	return exitFailure
+}
+
+// isCLIUsage recognises the parse errors urfave/cli returns without calling
+// OnUsageError (unknown command, missing required flag).
+func isCLIUsage(msg string) bool {
+	for _, p := range []string{"flag provided but not defined", "Required flag", "Required flags", "No help topic", "invalid value"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// runApp runs nbimg in-process and returns its exit code and output.
+func runApp(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), append([]string{"nbimg"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpListsCommands(t *testing.T) {
+	code, out, _ := runApp(t, "--help")
+	if code != exitOK {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, f := range commandConstructors {
+		c := f()
+		if !strings.Contains(out, c.Name) {
+			t.Errorf("--help does not list %q:\n%s", c.Name, out)
+		}
+		if !strings.Contains(c.Description+c.UsageText, "nbimg "+c.Name) {
+			t.Errorf("command %q has no example in its help", c.Name)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runApp(t, "--version")
+	if code != exitOK || !strings.HasPrefix(out, "nbimg version ") {
+		t.Fatalf("--version: exit %d, output %q", code, out)
+	}
+}
+
+func TestUnknownCommandIsUsageError(t *testing.T) {
+	code, _, errOut := runApp(t, "no-such-command")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, errOut)
+	}
+}
+
+func TestUnknownFlagIsUsageError(t *testing.T) {
+	code, _, errOut := runApp(t, "--no-such-flag")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, errOut)
+	}
+	if strings.Count(errOut, "nbimg:") != 1 {
+		t.Errorf("want one error line, got %q", errOut)
+	}
+}
