@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs (as root) or names (otherwise) the Debian packages that nbimg's
+# tests, demo and benchmarks use as independent checkers, and sets up Nix
+# for a root user without a daemon.
+#
+#   scripts/deps.sh          install what is missing (root), or print the command
+#   scripts/deps.sh --check  only report what is missing; exit 1 if anything is
+set -euo pipefail
+
+packages=(
+	squashfs-tools squashfs-tools-ng qemu-system-x86 ipxe-qemu
+	linux-image-cloud-amd64 busybox-static nix-bin pxelinux syslinux-common
+	dnsmasq shellcheck cpio libarchive-tools kexec-tools zstd xz-utils
+	time
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+nix_conf_ok() {
+	[ -f /etc/nix/nix.conf ] &&
+		grep -Eq '^build-users-group *= *$' /etc/nix/nix.conf &&
+		grep -Eq '^sandbox *= *false' /etc/nix/nix.conf
+}
+
+if [ "${1:-}" = "--check" ]; then
+	rc=0
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "missing Debian packages: ${missing[*]}"
+		echo "install them with: sudo scripts/deps.sh"
+		rc=1
+	fi
+	if ! nix_conf_ok; then
+		echo "Nix is not set up for root without a daemon: run sudo scripts/deps.sh"
+		rc=1
+	fi
+	exit $rc
+fi
+
+if [ "$(id -u)" != 0 ]; then
+	if [ ${#missing[@]} -gt 0 ] || ! nix_conf_ok; then
+		echo "run as root to install: apt-get install -y ${missing[*]}"
+		echo "and write /etc/nix/nix.conf with 'build-users-group =' and 'sandbox = false'"
+		exit 1
+	fi
+	exit 0
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q "${missing[@]}"
+fi
+
+if ! nix_conf_ok; then
+	mkdir -p /etc/nix
+	{
+		echo "build-users-group ="
+		echo "sandbox = false"
+		echo "experimental-features = nix-command"
+	} >/etc/nix/nix.conf
+	echo "wrote /etc/nix/nix.conf for single-user Nix as root"
+fi
