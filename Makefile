@@ -9,12 +9,16 @@ BIN     := bin/nbimg
 FIXTURE ?= $(CURDIR)/testdata/fixture/out
 export NBIMG_FIXTURE := $(FIXTURE)
 
-.PHONY: all build test test-short test-race lint fixture demo bench clean
+.PHONY: all build deps test test-short test-race lint fixture demo bench clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nbimg
+
+# Installs the Debian packages the checkers need (as root), or names them.
+deps:
+	@bash scripts/deps.sh || echo "continuing without them: tests that need them will skip"
 
 # The fixture system needs real Nix; without it the tests that use it skip
 # (or fail when NBIMG_REQUIRE_TOOLS=1).
@@ -25,7 +29,7 @@ fixture:
 		echo "nix-build not found: the fixture system is not built (apt-get install nix-bin)"; \
 	fi
 
-test: fixture
+test: deps fixture
 	$(GO) test -timeout 60m ./...
 
 test-short:
@@ -40,7 +44,7 @@ lint:
 	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; \
 	else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
 
-demo: build fixture
+demo: deps build fixture
 	bash scripts/demo.sh "$(FIXTURE)"
 
 bench: build
