@@ -1,0 +1,106 @@
+// Package netboot writes the boot glue that sits next to a kernel and an
+// initrd on a network-boot server. For now that is netboot.ipxe, the iPXE
+// script NixOS's netboot module writes, with fixed image names so the
+// directory can be served as is over TFTP or HTTP:
+//
+//	#!ipxe
+//	kernel --name bzImage bzImage init=<toplevel>/init initrd=initrd <kernel-params> ${cmdline}
+//	initrd --name initrd initrd
+//	boot
+//
+// ${cmdline} is an iPXE setting, empty unless a chain-loading menu (such as
+// netboot.xyz) sets it, so a menu can add kernel parameters.
+//
+// Limits: every field must fit on one line, and kernel parameters are
+// passed to iPXE as written; iPXE expands "${...}" inside them.
+package netboot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// File names in a netboot directory.
+const (
+	KernelName = "bzImage"
+	InitrdName = "initrd"
+	ScriptName = "netboot.ipxe"
+)
+
+// ErrBadScript is returned for fields that cannot go in the script.
+var ErrBadScript = errors.New("netboot: invalid iPXE script field")
+
+// IPXE holds what netboot.ipxe says.
+type IPXE struct {
+	// Init is the stage 2 init, InitPath(toplevel).
+	Init string
+	// KernelParams is the toplevel's kernel-params file, one line.
+	KernelParams string
+	// Cmdline is extra kernel parameters, added after KernelParams.
+	Cmdline string
+}
+
+// InitPath returns the init of a NixOS toplevel.
+func InitPath(toplevel string) string {
+	return strings.TrimRight(toplevel, "/") + "/init"
+}
+
+func (s IPXE) check() error {
+	if s.Init == "" {
+		return fmt.Errorf("%w: init path is empty", ErrBadScript)
+	}
+	for _, f := range []struct{ name, v string }{{"init path", s.Init}, {"kernel params", s.KernelParams}, {"cmdline", s.Cmdline}} {
+		if strings.ContainsAny(f.v, "\n\r\x00") {
+			return fmt.Errorf("%w: %s %q has a line break or NUL", ErrBadScript, f.name, f.v)
+		}
+	}
+	if strings.ContainsAny(s.Init, " \t") {
+		return fmt.Errorf("%w: init path %q has white space", ErrBadScript, s.Init)
+	}
+	return nil
+}
+
+// KernelCmdline returns the kernel command line the script passes with
+// ${cmdline} empty: what to give a kernel booted directly (QEMU -append,
+// pixiecore --cmdline) from the same directory.
+func (s IPXE) KernelCmdline() (string, error) {
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	return strings.Join(s.args(), " "), nil
+}
+
+func (s IPXE) args() []string {
+	args := []string{"init=" + s.Init, "initrd=" + InitrdName}
+	for _, p := range []string{s.KernelParams, s.Cmdline} {
+		if p = strings.TrimSpace(p); p != "" {
+			args = append(args, p)
+		}
+	}
+	return args
+}
+
+// Script returns the text of netboot.ipxe.
+func (s IPXE) Script() ([]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	b.WriteString("#!ipxe\n")
+	fmt.Fprintf(&b, "kernel --name %s %s %s ${cmdline}\n", KernelName, KernelName, strings.Join(s.args(), " "))
+	fmt.Fprintf(&b, "initrd --name %s %s\n", InitrdName, InitrdName)
+	b.WriteString("boot\n")
+	return []byte(b.String()), nil
+}
+
+// WriteTo writes the script to w.
+func (s IPXE) WriteTo(w io.Writer) (int64, error) {
+	b, err := s.Script()
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(b)
+	return int64(n), err
+}
