@@ -1,0 +1,222 @@
+package builder_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/builder/buildertest"
+	"github.com/nbimg/nbimg/internal/testutil"
+)
+
+// These tests build small store paths with real Nix (builder/testdata/store.nix)
+// and check nbimg's NAR serialisation, scanner and registration against what
+// Nix itself records.
+
+func TestWriteNARMatchesNixDump(t *testing.T) {
+	s := buildertest.NixStore(t)
+	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
+	paths := []string{s.Unrelated}
+	for _, g := range s.Graph {
+		paths = append(paths, g.Path)
+	}
+	for _, p := range paths {
+		want, err := exec.Command(nixStore, "--dump", p).Output()
+		if err != nil {
+			t.Fatalf("nix-store --dump %s: %v", p, err)
+		}
+		var got bytes.Buffer
+		if err := builder.WriteNAR(&got, p); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("%s: NAR differs from nix-store --dump (%d vs %d bytes)", p, got.Len(), len(want))
+		}
+	}
+	for _, g := range s.Graph {
+		h, n, err := builder.NarHash(g.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h != g.NarHash || n != g.NarSize {
+			t.Errorf("%s: NarHash = %s %d, Nix has %s %d", g.Path, h, n, g.NarHash, g.NarSize)
+		}
+	}
+}
+
+func TestNarHashMatchesNixHash(t *testing.T) {
+	s := buildertest.NixStore(t)
+	nixHash := testutil.Tool(t, "nix-hash", "nix-bin")
+	out, err := exec.Command(nixHash, "--type", "sha256", "--base32", s.Top).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := builder.NarHash(s.Top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "sha256:" + strings.TrimSpace(string(out)); h != want {
+		t.Fatalf("NarHash = %s, nix-hash says %s", h, want)
+	}
+}
+
+func checkClosure(t *testing.T, what string, c *builder.Closure, s *buildertest.Store) {
+	t.Helper()
+	if got := c.Registration(); !bytes.Equal(got, s.Registration) {
+		t.Errorf("%s: registration differs from Nix's closureInfo:\n--- got\n%s\n--- want\n%s", what, got, s.Registration)
+	}
+	if got := c.StorePaths(); !bytes.Equal(got, s.StorePaths) {
+		t.Errorf("%s: store-paths differ:\n%s\nwant\n%s", what, got, s.StorePaths)
+	}
+	if got := strconv.FormatUint(c.NarSize(), 10) + "\n"; got != string(s.TotalNarSize) {
+		t.Errorf("%s: NarSize %s, want %s", what, got, s.TotalNarSize)
+	}
+}
+
+func TestScanMatchesNix(t *testing.T) {
+	s := buildertest.NixStore(t)
+	for _, workers := range []int{1, 3} {
+		c, err := builder.Scan(context.Background(), []string{s.Top}, builder.ScanOptions{Workers: workers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClosure(t, "scan with "+strconv.Itoa(workers)+" workers", c, s)
+	}
+}
+
+func TestLoadToplevel(t *testing.T) {
+	s := buildertest.NixStore(t)
+	check := func(what string, c *builder.Closure) {
+		t.Helper()
+		checkClosure(t, what, c, s)
+		tl := c.Toplevel
+		if tl == nil {
+			t.Fatalf("%s: no toplevel", what)
+		}
+		if tl.Path != s.Top || tl.Label != "nixos-system-test-24.05" {
+			t.Errorf("%s: toplevel %s label %q", what, tl.Path, tl.Label)
+		}
+		if !strings.HasSuffix(tl.Kernel, "-linux-6.1/bzImage") || !strings.HasSuffix(tl.Initrd, "-initrd-linux-6.1/initrd") ||
+			!strings.HasSuffix(tl.Init, "-stage-2-init.sh") || !strings.HasSuffix(tl.DTBs, "-linux-6.1/dtbs") {
+			t.Errorf("%s: toplevel links resolved to %+v", what, tl)
+		}
+		if !slices.Equal(tl.KernelParams, []string{"console=ttyS0", "loglevel=4"}) {
+			t.Errorf("%s: kernel params %q", what, tl.KernelParams)
+		}
+		for _, p := range []string{tl.Kernel, tl.Initrd, tl.Init, tl.DTBs} {
+			sp := p[:len("/nix/store/")+32]
+			if !slices.ContainsFunc(c.Paths, func(pi builder.PathInfo) bool { return strings.HasPrefix(pi.Path, sp) }) {
+				t.Errorf("%s: %s is outside the closure", what, p)
+			}
+		}
+	}
+	ctx := context.Background()
+
+	// A result symlink, as nix-build leaves it.
+	result := filepath.Join(t.TempDir(), "result")
+	if err := os.Symlink(s.Top, result); err != nil {
+		t.Fatal(err)
+	}
+	c, err := builder.Load(ctx, builder.Input{Toplevel: result})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("nix-store", c)
+	if c.Paths[0].Deriver == "" {
+		t.Errorf("nix-store --dump-db gave no deriver for %s", c.Paths[0].Path)
+	}
+
+	saved := builder.NixStoreProgram
+	builder.NixStoreProgram = ""
+	c, err = builder.Load(ctx, builder.Input{Toplevel: s.Top})
+	builder.NixStoreProgram = saved
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("scanner", c)
+
+	dir := t.TempDir()
+	s.WriteClosureInfo(t, dir)
+	c, err = builder.Load(ctx, builder.Input{Closure: dir, Toplevel: s.Top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("closureInfo", c)
+	c, err = builder.Load(ctx, builder.Input{Closure: filepath.Join(dir, "registration"), Toplevel: result})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("registration file", c)
+}
+
+// copyClosure copies the test closure into root/nix/store.
+func copyClosure(t *testing.T, s *buildertest.Store, root string) {
+	t.Helper()
+	store := filepath.Join(root, "nix/store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-a"}
+	for _, g := range s.Graph {
+		args = append(args, g.Path)
+	}
+	if out, err := exec.Command("cp", append(args, store)...).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+}
+
+// TestStoreRootLoadsIntoNix reads a copy of the closure under --store-root
+// (where the host's /nix/store does not have it) and has Nix load the
+// registration into that chroot store and verify every path's contents.
+func TestStoreRootLoadsIntoNix(t *testing.T) {
+	s := buildertest.NixStore(t)
+	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
+	root := t.TempDir()
+	copyClosure(t, s, root)
+	// Absolute symlinks in the copy point into the host's /nix/store; the
+	// resolver must take them relative to the root. Hide the host's copy
+	// of one path behind a name the host store does not have.
+	top := filepath.Join(root, s.Top)
+	c, err := builder.Scan(context.Background(), []string{s.Top}, builder.ScanOptions{StoreRoot: root, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClosure(t, "scan under store root", c, s)
+	reg := filepath.Join(t.TempDir(), "registration")
+	if err := os.WriteFile(reg, c.Registration(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := builder.Load(context.Background(), builder.Input{Closure: reg, Toplevel: top, StoreRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Toplevel.Path != s.Top || l.HostPath(l.Toplevel.Kernel) != filepath.Join(root, l.Toplevel.Kernel) {
+		t.Errorf("toplevel under store root: %+v", l.Toplevel)
+	}
+
+	load := exec.Command(nixStore, "--store", root, "--load-db")
+	load.Stdin = bytes.NewReader(c.Registration())
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("nix-store --load-db: %v\n%s", err, out)
+	}
+	out, err := exec.Command(nixStore, "--store", root, "--verify", "--check-contents").CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("modified")) || bytes.Contains(out, []byte("error")) {
+		t.Fatalf("nix-store --verify --check-contents: %v\n%s", err, out)
+	}
+	out, err = exec.Command(nixStore, "--store", root, "--query", "--requisites", s.Top).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Fields(string(out))
+	slices.Sort(got)
+	if want := strings.Fields(string(s.StorePaths)); !slices.Equal(got, want) {
+		t.Errorf("closure in the loaded database: %q, want %q", got, want)
+	}
+}
