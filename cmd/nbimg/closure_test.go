@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/builder/buildertest"
+	"github.com/urfave/cli/v2"
+)
+
+func checkClosureInfo(t *testing.T, dir string, s *buildertest.Store) {
+	t.Helper()
+	for name, want := range map[string][]byte{"store-paths": s.StorePaths, "registration": s.Registration, "total-nar-size": s.TotalNarSize} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from Nix's closureInfo:\n--- got\n%s\n--- want\n%s", name, got, want)
+		}
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("output directory: %v %v", st.Mode(), err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	left2, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), ".*tmp*"))
+	if len(left)+len(left2) > 0 {
+		t.Errorf("temporary files left: %q %q", left, left2)
+	}
+}
+
+// TestClosureCommandMatchesNix checks `nbimg closure` against the closureInfo
+// Nix makes of the same system (see builder/testdata/store.nix).
+func TestClosureCommandMatchesNix(t *testing.T) {
+	s := buildertest.NixStore(t)
+	tmp := t.TempDir()
+	result := filepath.Join(tmp, "result")
+	if err := os.Symlink(s.Top, result); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "closure-info")
+	code, stdout, stderr := runApp(t, "closure", "-o", out, result)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if stdout != "" || !strings.Contains(stderr, "closure-info: 10 paths") {
+		t.Errorf("stdout %q, stderr %q", stdout, stderr)
+	}
+	checkClosureInfo(t, out, s)
+
+	// Again into the existing directory, one path at a time, quietly.
+	os.WriteFile(filepath.Join(out, "registration"), []byte("stale"), 0o644)
+	code, _, stderr = runApp(t, "--quiet", "closure", "-j", "1", "-o", out, s.Top)
+	if code != exitOK || stderr != "" {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+	checkClosureInfo(t, out, s)
+
+	// The closure of several roots is their union.
+	out2 := filepath.Join(tmp, "two")
+	if code, _, stderr := runApp(t, "closure", "-o", out2, s.Top, s.Unrelated); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	sp, _ := os.ReadFile(filepath.Join(out2, "store-paths"))
+	if !bytes.Contains(sp, []byte(s.Unrelated+"\n")) || bytes.Count(sp, []byte("\n")) != 11 {
+		t.Errorf("store-paths of two roots:\n%s", sp)
+	}
+}
+
+func TestClosureCommandErrors(t *testing.T) {
+	tmp := t.TempDir()
+	notStore := filepath.Join(tmp, "file")
+	os.WriteFile(notStore, []byte("x"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"closure", "-o", filepath.Join(tmp, "o")}, exitUsage, "at least one ROOT"},
+		{[]string{"closure", "/nix/store/x"}, exitUsage, "output"},
+		{[]string{"closure", "-j", "-1", "-o", filepath.Join(tmp, "o"), "/x"}, exitUsage, "--jobs"},
+		{[]string{"closure", "-o", filepath.Join(tmp, "o"), notStore}, exitFailure, "not a store path"},
+		{[]string{"closure", "-o", filepath.Join(tmp, "o"), filepath.Join(tmp, "missing")}, exitFailure, "no such file"},
+		{[]string{"closure", "--store-root", tmp, "-o", filepath.Join(tmp, "o"), "/nix/store/00000000000000000000000000000000-x"}, exitFailure, "no such file"},
+	} {
+		code, _, stderr := runApp(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) || strings.Count(stderr, "nbimg:") != 1 {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "o")); err == nil {
+		t.Errorf("a failed run left output behind")
+	}
+}
+
+func TestClosureInputFlags(t *testing.T) {
+	var got builder.Input
+	app := &cli.App{
+		Flags:  closureInputFlags(),
+		Action: func(c *cli.Context) error { got = closureInputFromFlags(c); return nil },
+	}
+	err := app.Run([]string{"x", "--closure", "ci", "--toplevel", "result", "--store-root", "/mnt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (builder.Input{Closure: "ci", Toplevel: "result", StoreRoot: "/mnt"}); got != want {
+		t.Fatalf("input %+v, want %+v", got, want)
+	}
+}
