@@ -9,6 +9,9 @@ import (
 	"strings"
 )
 
+// errNoNixStore means nix-store is not installed or not usable here.
+var errNoNixStore = errors.New("nix-store not available")
+
 // queryClosure computes the closure of roots: from the Nix database with
 // nix-store when it is installed and the store is the host's, otherwise
 // with Scan.

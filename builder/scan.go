@@ -3,7 +3,6 @@ package builder
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -70,6 +69,9 @@ type ScanOptions struct {
 // directory, so an unrelated path whose hash happens to be written in a file
 // becomes a reference here. Derivers are not known and left empty.
 func Scan(ctx context.Context, roots []string, opt ScanOptions) (*Closure, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	storeDir := opt.StoreDir
 	if storeDir == "" {
 		storeDir = DefaultStoreDir
@@ -102,6 +104,9 @@ func Scan(ctx context.Context, roots []string, opt ScanOptions) (*Closure, error
 		go func() {
 			defer wg.Done()
 			for p := range jobs {
+				if ctx.Err() != nil {
+					return
+				}
 				info, err := scanPath(p, c.HostPath(p), hashes)
 				select {
 				case results <- result{info, err}:
@@ -216,6 +221,3 @@ func storeCandidates(storeDir, root string) (map[string]string, error) {
 	}
 	return hashes, nil
 }
-
-// errNoNixStore means nix-store is not installed or not usable here.
-var errNoNixStore = errors.New("nix-store not available")
