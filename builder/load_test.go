@@ -3,7 +3,10 @@ package builder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -184,6 +187,51 @@ func TestRefScannerAcrossWrites(t *testing.T) {
 		}
 		if len(s.found) != 2 || !s.found[pA] || !s.found[pC] {
 			t.Fatalf("chunk %d: found %v", chunk, s.found)
+		}
+	}
+}
+
+// TestRefScannerRandom compares the scanner with a plain search on random
+// text made mostly of nix32 digits, written in random pieces.
+func TestRefScannerRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var parts []string
+	hashes := map[string]string{}
+	for i := range 20 {
+		b := make([]byte, 20)
+		for k := range b {
+			b[k] = byte(rng.Uint32())
+		}
+		h := Nix32Encode(b)
+		parts = append(parts, h)
+		hashes[h] = fmt.Sprint("p", i)
+	}
+	for round := range 200 {
+		var data []byte
+		for range 30 {
+			switch rng.IntN(3) {
+			case 0:
+				data = append(data, parts[rng.IntN(len(parts))]...)
+			case 1:
+				data = append(data, nix32Alphabet[rng.IntN(32)])
+			default:
+				data = append(data, "-/\x00e"[rng.IntN(4)])
+			}
+		}
+		want := map[string]bool{}
+		for i := 0; i+hashPartLen <= len(data); i++ {
+			if p, ok := hashes[string(data[i:i+hashPartLen])]; ok {
+				want[p] = true
+			}
+		}
+		s := newRefScanner(hashes)
+		for i := 0; i < len(data); {
+			n := min(1+rng.IntN(70), len(data)-i)
+			s.Write(data[i : i+n])
+			i += n
+		}
+		if !maps.Equal(s.found, want) {
+			t.Fatalf("round %d: found %v, want %v in %q", round, s.found, want, data)
 		}
 	}
 }

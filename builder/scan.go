@@ -30,19 +30,36 @@ func (s *refScanner) Write(p []byte) (int, error) {
 	s.buf = append(append(s.buf[:0], s.carry...), p...)
 	b := s.buf
 	old := len(s.carry)
-	run := 0
-	for i, c := range b {
-		if nix32Index[c] < 0 {
-			run = 0
-			continue
+	// Test each 32-byte window from its end backwards; a byte that is not a
+	// nix32 digit rules out every window holding it, so skip past it. On
+	// binary data this looks at few bytes per window.
+	inRun := false // the window before i was all digits
+	for i := 0; i+hashPartLen <= len(b); {
+		if inRun {
+			// Only the window's last byte is new.
+			if nix32Index[b[i+hashPartLen-1]] < 0 {
+				inRun = false
+				i += hashPartLen
+				continue
+			}
+		} else {
+			j := hashPartLen - 1
+			for j >= 0 && nix32Index[b[i+j]] >= 0 {
+				j--
+			}
+			if j >= 0 {
+				i += j + 1
+				continue
+			}
+			inRun = true
 		}
-		run++
 		// Windows that end in the carried bytes were checked last time.
-		if run >= hashPartLen && i >= old {
-			if sp, ok := s.hashes[string(b[i+1-hashPartLen:i+1])]; ok {
+		if i+hashPartLen > old {
+			if sp, ok := s.hashes[string(b[i:i+hashPartLen])]; ok {
 				s.found[sp] = true
 			}
 		}
+		i++
 	}
 	keep := min(len(b), hashPartLen-1)
 	s.carry = append(s.carry[:0], b[len(b)-keep:]...)
