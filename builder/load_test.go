@@ -292,3 +292,44 @@ func TestWriteNARRefusesSpecialFiles(t *testing.T) {
 		t.Fatalf("fifo: %v", err)
 	}
 }
+
+// TestLoadFallsBackToScan runs Load with a nix-store that does not know the
+// toplevel, and with one that fails otherwise.
+func TestLoadFallsBackToScan(t *testing.T) {
+	root := t.TempDir()
+	top := "/nix/store/3d2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-nixos-system-x-1"
+	mkNixOS(t, root, top)
+	bin := t.TempDir()
+	script := func(body string) string {
+		p := filepath.Join(bin, "nix-store")
+		os.Remove(p)
+		mkfile("#!/bin/sh\n"+body+"\n", 0o755)(p)
+		return p
+	}
+	saved := NixStoreProgram
+	defer func() { NixStoreProgram = saved }()
+	ctx := context.Background()
+
+	// The toplevel is only under root: the fake nix-store would be used
+	// only without a store root, so test the dispatch directly.
+	NixStoreProgram = script(`echo "error: path '$3' is not valid" >&2; exit 1`)
+	if _, err := NixStoreClosure(ctx, []string{top}); !errors.Is(err, errNotValid) {
+		t.Errorf("invalid path: %v", err)
+	}
+	NixStoreProgram = script(`echo "error: database is locked" >&2; exit 1`)
+	_, err := NixStoreClosure(ctx, []string{top})
+	if err == nil || errors.Is(err, errNotValid) || !strings.Contains(err.Error(), "database is locked") {
+		t.Errorf("other failure: %v", err)
+	}
+	NixStoreProgram = filepath.Join(bin, "missing")
+	if _, err := NixStoreClosure(ctx, []string{top}); !errors.Is(err, errNoNixStore) {
+		t.Errorf("no nix-store: %v", err)
+	}
+	c, err := Load(ctx, Input{Toplevel: top, StoreRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Paths) != 3 || c.Toplevel == nil || c.Toplevel.Path != top {
+		t.Errorf("scanned closure: %+v", c)
+	}
+}

@@ -12,13 +12,17 @@ import (
 // errNoNixStore means nix-store is not installed or not usable here.
 var errNoNixStore = errors.New("nix-store not available")
 
+// errNotValid means the Nix database does not know a root (a store copied
+// in without registering it).
+var errNotValid = errors.New("not valid in the Nix database")
+
 // queryClosure computes the closure of roots: from the Nix database with
-// nix-store when it is installed and the store is the host's, otherwise
-// with Scan.
+// nix-store when it is installed, the store is the host's and the database
+// knows the roots; otherwise with Scan.
 func queryClosure(ctx context.Context, roots []string, root string) (*Closure, error) {
 	if root == "" {
 		c, err := NixStoreClosure(ctx, roots)
-		if err == nil || !errors.Is(err, errNoNixStore) {
+		if err == nil || !errors.Is(err, errNoNixStore) && !errors.Is(err, errNotValid) {
 			return c, err
 		}
 	}
@@ -27,8 +31,7 @@ func queryClosure(ctx context.Context, roots []string, root string) (*Closure, e
 
 // NixStoreClosure asks Nix for the closure of roots with
 // `nix-store --query --requisites` and reads its registration with
-// `nix-store --dump-db`. It wraps errNoNixStore when nix-store is not
-// installed.
+// `nix-store --dump-db`.
 func NixStoreClosure(ctx context.Context, roots []string) (*Closure, error) {
 	if NixStoreProgram == "" {
 		return nil, errNoNixStore
@@ -71,6 +74,9 @@ func runNixStore(ctx context.Context, prog string, args []string) ([]byte, error
 		msg := strings.TrimSpace(stderr.String())
 		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
 			msg = msg[i+1:]
+		}
+		if strings.Contains(msg, "is not valid") {
+			err = fmt.Errorf("%w: %w", errNotValid, err)
 		}
 		return nil, fmt.Errorf("nix-store %s: %w: %s", args[0], err, msg)
 	}
