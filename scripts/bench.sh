@@ -49,7 +49,7 @@ make_corpus() {
 		tr '\n' '\0' <"$list" | (cd "$dest/$name" || exit 1; xargs -0 cp -al --parents -t . 2>/dev/null || true)
 		total=$(( total + bytes ))
 		[ "$total" -ge "$limit" ] && break
-	done < <(dpkg-query -W -f='${Installed-Size}\t${Package}\n' | sort -rn | cut -f2)
+	done < <(dpkg-query -W -f='${Installed-Size}\t${Package}\n' | awk '$1 < 150000' | cut -f2 | sort)
 	rm -f "$list"
 	touch "$dest/.done"
 }
