@@ -180,9 +180,7 @@ func TestStoreRootLoadsIntoNix(t *testing.T) {
 	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
 	root := t.TempDir()
 	copyClosure(t, s, root)
-	// Absolute symlinks in the copy point into the host's /nix/store; the
-	// resolver must take them relative to the root. Hide the host's copy
-	// of one path behind a name the host store does not have.
+	// Name the toplevel by its host path under the root.
 	top := filepath.Join(root, s.Top)
 	c, err := builder.Scan(context.Background(), []string{s.Top}, builder.ScanOptions{StoreRoot: root, Workers: 2})
 	if err != nil {
