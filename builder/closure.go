@@ -111,9 +111,9 @@ var ErrNoInput = errors.New("builder: no closure given: pass --closure (a closur
 // on disk.
 var ErrMissingPath = errors.New("builder: store path missing on disk")
 
-// NixStoreProgram is the nix-store executable Load runs to compute a closure
-// when no closureInfo is given. Set it to "" to always use the scanner.
-var NixStoreProgram = "nix-store"
+// nixStoreProgram is the nix-store executable Load runs to compute a closure
+// when no closureInfo is given; "" always uses the scanner. Tests change it.
+var nixStoreProgram = "nix-store"
 
 // Load reads a closure as the flags describe it:
 //   - with in.Closure, from a closureInfo directory or a registration file;

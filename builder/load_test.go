@@ -306,22 +306,22 @@ func TestLoadFallsBackToScan(t *testing.T) {
 		mkfile("#!/bin/sh\n"+body+"\n", 0o755)(p)
 		return p
 	}
-	saved := NixStoreProgram
-	defer func() { NixStoreProgram = saved }()
+	saved := nixStoreProgram
+	defer func() { nixStoreProgram = saved }()
 	ctx := context.Background()
 
 	// The toplevel is only under root: the fake nix-store would be used
 	// only without a store root, so test the dispatch directly.
-	NixStoreProgram = script(`echo "error: path '$3' is not valid" >&2; exit 1`)
+	nixStoreProgram = script(`echo "error: path '$3' is not valid" >&2; exit 1`)
 	if _, err := NixStoreClosure(ctx, []string{top}); !errors.Is(err, errNotValid) {
 		t.Errorf("invalid path: %v", err)
 	}
-	NixStoreProgram = script(`echo "error: database is locked" >&2; exit 1`)
+	nixStoreProgram = script(`echo "error: database is locked" >&2; exit 1`)
 	_, err := NixStoreClosure(ctx, []string{top})
 	if err == nil || errors.Is(err, errNotValid) || !strings.Contains(err.Error(), "database is locked") {
 		t.Errorf("other failure: %v", err)
 	}
-	NixStoreProgram = filepath.Join(bin, "missing")
+	nixStoreProgram = filepath.Join(bin, "missing")
 	if _, err := NixStoreClosure(ctx, []string{top}); !errors.Is(err, errNoNixStore) {
 		t.Errorf("no nix-store: %v", err)
 	}

@@ -133,10 +133,9 @@ func TestLoadToplevel(t *testing.T) {
 		t.Errorf("nix-store --dump-db gave no deriver for %s", c.Paths[0].Path)
 	}
 
-	saved := builder.NixStoreProgram
-	builder.NixStoreProgram = ""
+	restore := builder.SetNixStoreProgram("")
 	c, err = builder.Load(ctx, builder.Input{Toplevel: s.Top})
-	builder.NixStoreProgram = saved
+	restore()
 	if err != nil {
 		t.Fatal(err)
 	}

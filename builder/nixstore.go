@@ -33,10 +33,10 @@ func queryClosure(ctx context.Context, roots []string, root string) (*Closure, e
 // `nix-store --query --requisites` and reads its registration with
 // `nix-store --dump-db`.
 func NixStoreClosure(ctx context.Context, roots []string) (*Closure, error) {
-	if NixStoreProgram == "" {
+	if nixStoreProgram == "" {
 		return nil, errNoNixStore
 	}
-	prog, err := exec.LookPath(NixStoreProgram)
+	prog, err := exec.LookPath(nixStoreProgram)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNoNixStore, err)
 	}
