@@ -100,3 +100,26 @@ func TestParseNarHashForms(t *testing.T) {
 		}
 	}
 }
+
+// FuzzNix32 checks that decoding inverts encoding, and that any text that
+// decodes encodes back to itself (each hash has exactly one nix32 text).
+func FuzzNix32(f *testing.F) {
+	f.Add([]byte{0x8e, 0x74}, knownNix32)
+	f.Add([]byte{}, "")
+	f.Fuzz(func(t *testing.T, b []byte, s string) {
+		back, err := Nix32Decode(Nix32Encode(b), len(b))
+		if err != nil || !bytes.Equal(back, b) {
+			t.Fatalf("%x: decode(encode) = %x, %v", b, back, err)
+		}
+		for _, size := range []int{20, 32} {
+			if d, err := Nix32Decode(s, size); err == nil && Nix32Encode(d) != s {
+				t.Fatalf("%q decodes to %x, which encodes to %q", s, d, Nix32Encode(d))
+			}
+		}
+		if h, err := NormaliseNarHash(s); err == nil {
+			if h2, err := NormaliseNarHash(h); err != nil || h2 != h {
+				t.Fatalf("%q normalises to %q, then %q, %v", s, h, h2, err)
+			}
+		}
+	})
+}
