@@ -1,6 +1,7 @@
 package initrd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -254,6 +255,12 @@ func (w *Writer) Abort() {
 // then padding and the trailer) and reports what was written. Without an
 // image, the output is the bases alone.
 func (w *Writer) Close() (*Result, error) {
+	return w.CloseContext(context.Background())
+}
+
+// CloseContext is Close, stopping early with ctx's error when ctx is done
+// while a compressed segment is being written.
+func (w *Writer) CloseContext(ctx context.Context) (*Result, error) {
 	defer func() {
 		if w.spool != nil {
 			w.spool.Close()
@@ -274,7 +281,7 @@ func (w *Writer) Close() (*Result, error) {
 		size := w.img.size
 		var err error
 		if w.spool != nil {
-			err = w.finishCompressed(size)
+			err = w.finishCompressed(ctx, size)
 		} else {
 			err = w.finishPlain(size)
 		}
@@ -315,10 +322,10 @@ func (w *Writer) finishPlain(size int64) error {
 	return err
 }
 
-func (w *Writer) finishCompressed(size int64) error {
+func (w *Writer) finishCompressed(ctx context.Context, size int64) error {
 	spool := w.spool
 	a, err := w.segmentArchive(size, func() (io.ReadCloser, error) {
-		return io.NopCloser(io.NewSectionReader(spool, 0, size)), nil
+		return io.NopCloser(ctxReader{ctx, io.NewSectionReader(spool, 0, size)}), nil
 	})
 	if err != nil {
 		return err
@@ -336,6 +343,19 @@ func (w *Writer) finishCompressed(size int64) error {
 		return fmt.Errorf("writing %v segment: %w", w.opts.Compression, err)
 	}
 	return nil
+}
+
+// ctxReader fails with the context's error once it is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 // sizeField is the offset of c_filesize in a newc header.

@@ -2,6 +2,7 @@ package initrd
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
@@ -387,4 +388,21 @@ func (s *seekBuffer) Seek(off int64, whence int) (int64, error) {
 	}
 	s.pos = int(off)
 	return off, nil
+}
+
+func TestWriterCloseContext(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "initrd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, _ := NewWriter(f, Options{Compression: XZ, TempDir: t.TempDir()})
+	if err := w.AppendImage(bytes.NewReader(make([]byte, 1<<16))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := w.CloseContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("CloseContext with a cancelled context: %v", err)
+	}
 }

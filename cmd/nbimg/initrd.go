@@ -153,7 +153,7 @@ func runInitrd(c *cli.Context) error {
 			w.Abort()
 			return fmt.Errorf("store image %s: %w", imagePath, err)
 		}
-		res, err = w.Close()
+		res, err = w.CloseContext(c.Context)
 		return err
 	})
 	u.Done()
