@@ -155,3 +155,51 @@ func FuzzIdentify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWriterSegment appends an image after arbitrary bases and reads the
+// segment back: the bases must be unchanged, the segment aligned and its
+// archive must hold the image.
+func FuzzWriterSegment(f *testing.F) {
+	f.Add([]byte("abc"), []byte("hsqs"), uint8(1), "/nix-store.squashfs")
+	f.Add([]byte{}, []byte{}, uint8(0), "a/b/c")
+	f.Fuzz(func(t *testing.T, base, image []byte, nbases uint8, name string) {
+		var buf seekBuffer
+		w, err := NewWriter(&buf, Options{Name: name})
+		if err != nil {
+			return
+		}
+		var want []byte
+		for i := 0; i < int(nbases%4); i++ {
+			part := base[:len(base)*i/3]
+			if _, err := w.AppendBase(bytes.NewReader(part)); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, part...)
+		}
+		iw, err := w.CreateImage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Write the image in two pieces, the second first.
+		half := len(image) / 2
+		iw.Seek(int64(half), io.SeekStart)
+		iw.Write(image[half:])
+		iw.Seek(0, io.SeekStart)
+		iw.Write(image[:half])
+		res, err := w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.b[:len(want)], want) {
+			t.Fatal("bases changed")
+		}
+		if res.SegmentOffset%4 != 0 || res.SegmentOffset-int64(len(want)) > 3 || res.Size != int64(len(buf.b)) {
+			t.Fatalf("segment at %d after %d bytes of bases, size %d of %d", res.SegmentOffset, len(want), res.Size, len(buf.b))
+		}
+		if name == "" {
+			name = DefaultName
+		}
+		clean, _ := CleanName(name)
+		checkSegment(t, buf.b[res.SegmentOffset:], clean, image)
+	})
+}
