@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/squashfs"
+	"github.com/urfave/cli/v2"
+)
+
+func init() { registerCommand(squashfsCommand) }
+
+func squashfsCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the image to `FILE`", Required: true, TakesFile: true},
+		&cli.StringFlag{Name: "comp", Usage: "compressor `SPEC` in mksquashfs syntax: \"zstd [-Xcompression-level 1..22]\", \"xz [-Xdict-size N|N%]\", \"gzip [-Xcompression-level 1..9]\" or \"none\" (default \"zstd\", level 15; with --closure/--toplevel \"" + builder.StoreImageComp + "\")"},
+		&cli.StringFlag{Name: "block-size", Usage: "data block `SIZE`, a power of two from 4K to 1M (default 128K; 1M with --closure/--toplevel)"},
+		&cli.IntFlag{Name: "processors", Usage: "compress on `N` threads (default: all CPUs); the output is the same for any N"},
+		&cli.Int64Flag{Name: "mkfs-time", Usage: "superblock time, `SECONDS` since 1970 (default $SOURCE_DATE_EPOCH, else the newest mtime of the input)"},
+		&cli.BoolFlag{Name: "all-root", Usage: "make every file owned by root (uid and gid 0)"},
+		&cli.Int64Flag{Name: "all-time", Usage: "set every file's mtime to `SECONDS` since 1970"},
+		&cli.StringFlag{Name: "root-mode", Usage: "permissions of the root directory, octal `MODE` such as 0755"},
+		&cli.BoolFlag{Name: "no-fragments", Usage: "store small files and tails in blocks of their own"},
+		&cli.BoolFlag{Name: "no-duplicates", Usage: "store identical files once each"},
+		&cli.BoolFlag{Name: "no-hardlinks", Usage: "store each hard link as a file of its own"},
+	}
+	return &cli.Command{
+		Name:      "squashfs",
+		Usage:     "write a reproducible SquashFS image of directories or of a Nix closure",
+		ArgsUsage: "[DIR...]",
+		Description: "With DIR arguments it behaves like \"mksquashfs DIR... OUT\": one DIR puts its\n" +
+			"contents at the root, several put each under its base name. Owners, modes\n" +
+			"and mtimes are kept unless --all-root / --all-time say otherwise.\n\n" +
+			"With --closure or --toplevel it writes the Nix store image NixOS netboots\n" +
+			"(nixpkgs' make-squashfs.nix): nix-path-registration plus one entry per store\n" +
+			"path, all owned by root, no hard links, root mode 0755, 1 MiB blocks,\n" +
+			"zstd level 19 unless --comp says otherwise.\n\n" +
+			"The image is the same, byte for byte, for any --processors. The superblock\n" +
+			"time is --mkfs-time, else $SOURCE_DATE_EPOCH, else the newest mtime of the\n" +
+			"input; the clock is never read. $SOURCE_DATE_EPOCH does not change file\n" +
+			"times (use --all-time). Extended attributes are not stored. \"none\" is\n" +
+			"mksquashfs's -noI -noId -noD -noF -noX. The output is replaced atomically;\n" +
+			"nothing is left behind on failure. --verbose names the zstd encoder.\n\n" +
+			"Examples:\n" +
+			"   nbimg squashfs -o root.sqfs ./rootfs\n" +
+			"   nbimg squashfs -o tools.sqfs --comp \"xz -Xdict-size 100%\" --all-root bin lib\n" +
+			"   nbimg squashfs -o nix-store.squashfs --closure result-closure-info\n" +
+			"   SOURCE_DATE_EPOCH=1 nbimg squashfs -o store.img --toplevel ./result --comp \"zstd -Xcompression-level 6\"",
+		Flags:  append(flags, closureInputFlags()...),
+		Action: runSquashfs,
+	}
+}
+
+func runSquashfs(c *cli.Context) error {
+	in := closureInputFromFlags(c)
+	closureMode := in.Closure != "" || in.Toplevel != ""
+	switch {
+	case closureMode && c.NArg() > 0:
+		return usageErrorf("squashfs: give DIR arguments or --closure/--toplevel, not both")
+	case !closureMode && c.NArg() == 0:
+		return usageErrorf("squashfs: nothing to write: give DIR arguments or --closure/--toplevel")
+	case !closureMode && in.StoreRoot != "":
+		return usageErrorf("squashfs: --store-root needs --closure or --toplevel")
+	}
+
+	opts := squashfs.Options{}
+	if closureMode {
+		opts = builder.StoreImageOptions()
+	}
+	if s := c.String("comp"); s != "" {
+		comp, err := squashfs.ParseCompressor(s)
+		if err != nil {
+			return usageErrorf("squashfs: --comp: %v", err)
+		}
+		opts.Compressor = comp
+	}
+	if s := c.String("block-size"); s != "" {
+		n, err := squashfsParseSize(s)
+		if err != nil || n < 4096 || n > 1<<20 || n&(n-1) != 0 {
+			return usageErrorf("squashfs: --block-size %q is not a power of two from 4K to 1M", s)
+		}
+		opts.BlockSize = n
+	}
+	opts.Processors = runtime.NumCPU()
+	if c.IsSet("processors") {
+		if opts.Processors = c.Int("processors"); opts.Processors < 1 {
+			return usageErrorf("squashfs: --processors must be at least 1")
+		}
+	}
+	opts.AllRoot = opts.AllRoot || c.Bool("all-root")
+	opts.NoFragments = c.Bool("no-fragments")
+	opts.NoDuplicates = c.Bool("no-duplicates")
+	opts.NoHardlinks = opts.NoHardlinks || c.Bool("no-hardlinks")
+	if c.IsSet("all-time") {
+		t := c.Int64("all-time")
+		if t < 0 || t > 1<<32-1 {
+			return usageErrorf("squashfs: --all-time %d is outside 0..4294967295", t)
+		}
+		opts.AllTime = time.Unix(t, 0)
+	}
+	if s := c.String("root-mode"); s != "" {
+		m, err := strconv.ParseUint(s, 8, 16)
+		if err != nil || m > 0o7777 {
+			return usageErrorf("squashfs: --root-mode %q is not an octal mode such as 0755", s)
+		}
+		opts.RootMode = uint16(m)
+	}
+	mkfs, haveMkfs, err := squashfsMkfsTime(c)
+	if err != nil {
+		return err
+	}
+
+	u := newUI(c)
+	start := time.Now()
+	var tree *squashfs.Tree
+	if closureMode {
+		cl, err := builder.Load(c.Context, in)
+		if err != nil {
+			return err
+		}
+		u.Debugf("closure: %d store paths", len(cl.Paths))
+		if tree, err = builder.StoreTree(c.Context, cl, 0); err != nil {
+			return err
+		}
+	} else {
+		if tree, err = squashfs.DirTree(c.Context, c.Args().Slice()...); err != nil {
+			return err
+		}
+	}
+	if !haveMkfs {
+		mkfs = tree.NewestMtime()
+	}
+	if closureMode || c.NArg() > 1 {
+		// A root made up here gets the image's time, as mksquashfs does
+		// with SOURCE_DATE_EPOCH.
+		tree.Root.Mtime = mkfs
+	}
+	opts.MkfsTime = time.Unix(mkfs, 0)
+	opts.Progress = func(p squashfs.Progress) {
+		u.Progress("%s / %s, %d / %d files", humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Files, p.TotalFiles)
+	}
+	u.Debugf("compressor %q, encoder %s, %d processors", opts.Compressor.String(), opts.Compressor.EncoderName(), opts.Processors)
+
+	out := c.String("output")
+	var st squashfs.Stats
+	err = squashfsWriteAtomic(out, func(f *os.File) error {
+		p, err := squashfs.NewPlan(c.Context, tree, opts)
+		if err != nil {
+			return err
+		}
+		st, err = p.Write(c.Context, f)
+		return err
+	})
+	u.Done()
+	if err != nil {
+		return err
+	}
+	ratio := 0.0
+	if st.InputBytes > 0 {
+		ratio = float64(st.OutputBytes) / float64(st.InputBytes)
+	}
+	u.Infof("%s: %s from %s in %d files, %d directories (ratio %.3f); %d duplicate files (%s) stored once; %s",
+		out, humanBytes(st.OutputBytes), humanBytes(st.InputBytes), st.Files, st.Dirs, ratio,
+		st.Duplicates, humanBytes(st.DuplicateBytes), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// squashfsMkfsTime resolves the superblock time: --mkfs-time, then
+// SOURCE_DATE_EPOCH; ok is false when neither is set.
+func squashfsMkfsTime(c *cli.Context) (t int64, ok bool, err error) {
+	if c.IsSet("mkfs-time") {
+		t = c.Int64("mkfs-time")
+		if t < 0 || t > 1<<32-1 {
+			return 0, false, usageErrorf("squashfs: --mkfs-time %d is outside 0..4294967295", t)
+		}
+		return t, true, nil
+	}
+	if s, set := os.LookupEnv("SOURCE_DATE_EPOCH"); set && s != "" {
+		t, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || t < 0 || t > 1<<32-1 {
+			return 0, false, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a time in seconds from 0 to 4294967295", s)
+		}
+		return t, true, nil
+	}
+	return 0, false, nil
+}
+
+// squashfsParseSize reads a byte count with an optional K or M suffix.
+func squashfsParseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(strings.ToUpper(s), "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(strings.ToUpper(s), "M"):
+		mult, s = 1<<20, s[:len(s)-1]
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > (1<<30)/mult {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+// squashfsWriteAtomic writes path through a temporary file in the same
+// directory, renamed over path only when write succeeds; on failure
+// nothing is left behind.
+func squashfsWriteAtomic(path string, write func(*os.File) error) (err error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("output %s is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating output: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = write(f); err != nil {
+		return err
+	}
+	if err = f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

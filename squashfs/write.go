@@ -1,0 +1,721 @@
+package squashfs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+)
+
+// Write lays out t and writes the image to w, starting at w's current
+// offset. It is NewPlan followed by Plan.Write.
+func Write(ctx context.Context, w io.WriteSeeker, t *Tree, opts Options) (Stats, error) {
+	p, err := NewPlan(ctx, t, opts)
+	if err != nil {
+		return Stats{}, err
+	}
+	return p.Write(ctx, w)
+}
+
+const (
+	magic        = 0x73717368
+	superSize    = 96
+	metaSize     = 8192
+	metaRaw      = 1 << 15 // metadata header bit: stored uncompressed
+	dataRaw      = 1 << 24 // data block size bit: stored uncompressed
+	noFragment   = 0xffffffff
+	noXattr      = 0xffffffff
+	invalidTable = 0xffffffffffffffff
+
+	flagNoInodeComp = 0x0001
+	flagNoDataComp  = 0x0002
+	flagNoFragComp  = 0x0008
+	flagNoFragments = 0x0010
+	flagAlwaysFrags = 0x0020
+	flagDuplicates  = 0x0040
+	flagExportable  = 0x0080
+	flagNoXattrs    = 0x0200
+	flagCompOpts    = 0x0400
+	flagNoIDComp    = 0x0800
+)
+
+// On-disk inode types.
+const (
+	inoDir = iota + 1
+	inoFile
+	inoSymlink
+	inoBlock
+	inoChar
+	inoFifo
+	inoSocket
+	inoLDir
+	inoLFile
+)
+
+func basicType(t Type) uint16 {
+	switch t {
+	case TypeDir:
+		return inoDir
+	case TypeFile:
+		return inoFile
+	case TypeSymlink:
+		return inoSymlink
+	case TypeBlockDev:
+		return inoBlock
+	case TypeCharDev:
+		return inoChar
+	case TypeFifo:
+		return inoFifo
+	}
+	return inoSocket
+}
+
+// countWriter tracks the image position.
+type countWriter struct {
+	w   *bufio.Writer
+	pos uint64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.pos += uint64(n)
+	return n, err
+}
+
+// Write carries out the plan: it reads and compresses the data on
+// Options.Processors workers, writes it in plan order, then writes the
+// metadata tables and finally the superblock. Write may be called once.
+func (p *Plan) Write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
+	base, err := w.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	out := &countWriter{w: bufio.NewWriterSize(w, 1<<20)}
+	if _, err := out.Write(make([]byte, superSize)); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	enc, err := p.comp.newEncoder(p.blockSize)
+	if err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	opts := p.comp.options(p.blockSize)
+	if opts != nil {
+		hdr := binary.LittleEndian.AppendUint16(nil, uint16(len(opts))|metaRaw)
+		out.Write(hdr)
+		out.Write(opts)
+	}
+	if err := p.writeData(ctx, out); err != nil {
+		return Stats{}, err
+	}
+	sb, err := p.writeTables(out, enc)
+	if err != nil {
+		return Stats{}, err
+	}
+	if pad := out.pos % 4096; pad != 0 {
+		out.Write(make([]byte, 4096-pad))
+	}
+	if err := out.w.Flush(); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	end := out.pos
+	if _, err := w.Seek(base, io.SeekStart); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	if _, err := w.Write(sb); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	if _, err := w.Seek(base+int64(end), io.SeekStart); err != nil {
+		return Stats{}, fmt.Errorf("squashfs: %w", err)
+	}
+	st := p.stats
+	st.OutputBytes = int64(end)
+	return st, nil
+}
+
+// job is one block on its way from the reader through a worker to the
+// writer.
+type job struct {
+	seq    int
+	file   *fileData // data block of file, or
+	frag   int       // fragment block index (file == nil)
+	buf    []byte    // the block
+	out    []byte    // its compressed form, when smaller
+	raw    bool
+	sparse bool
+	err    error
+	// progress to report once this block is written
+	nbytes int64
+	nfiles int
+}
+
+func (p *Plan) writeData(ctx context.Context, out *countWriter) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := p.opts.Processors
+	window := 2*workers + 2
+	pool := make(chan *job, window)
+	for range window {
+		pool <- &job{buf: make([]byte, 0, p.blockSize)}
+	}
+	jobs := make(chan *job, window)
+	results := make(chan *job, window)
+
+	var readErr error
+	go func() {
+		readErr = p.read(ctx, pool, jobs)
+		close(jobs)
+	}()
+	var wg sync.WaitGroup
+	zero := make([]byte, p.blockSize)
+	for range workers {
+		enc, err := p.comp.newEncoder(p.blockSize)
+		if err != nil {
+			cancel()
+			for range jobs {
+			}
+			return fmt.Errorf("squashfs: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				compressJob(j, enc, zero)
+				results <- j
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	var (
+		err     error
+		next    int
+		pending = map[int]*job{}
+		prog    Progress
+	)
+	prog.TotalBytes = p.stats.InputBytes - p.stats.DuplicateBytes
+	for _, it := range p.items {
+		if it.file != nil {
+			prog.TotalFiles++
+		}
+	}
+	for j := range results {
+		pending[j.seq] = j
+		for {
+			j, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			if err == nil {
+				err = p.place(out, j, &prog)
+				if err != nil {
+					cancel()
+				}
+			}
+			j.buf, j.out = j.buf[:0], j.out[:0]
+			pool <- j
+		}
+	}
+	if readErr != nil {
+		return readErr
+	}
+	if err == nil && p.opts.Progress != nil {
+		prog.Bytes, prog.Files = prog.TotalBytes, prog.TotalFiles
+		p.opts.Progress(prog)
+	}
+	return err
+}
+
+func compressJob(j *job, enc encoder, zero []byte) {
+	j.raw, j.sparse = false, false
+	if j.file != nil && bytes.Equal(j.buf, zero[:len(j.buf)]) {
+		j.sparse = true
+		return
+	}
+	if enc == nil {
+		j.raw = true
+		return
+	}
+	out, err := enc.compress(j.out, j.buf)
+	if err != nil {
+		j.err = err
+		return
+	}
+	j.out = out
+	j.raw = len(out) >= len(j.buf)
+}
+
+// place writes a finished block and records where it went.
+func (p *Plan) place(out *countWriter, j *job, prog *Progress) error {
+	if j.err != nil {
+		name := fmt.Sprintf("fragment %d", j.frag)
+		if j.file != nil {
+			name = j.file.path
+		}
+		return fmt.Errorf("squashfs: compress %s: %w", name, j.err)
+	}
+	size := uint32(0)
+	start := out.pos
+	switch {
+	case j.sparse:
+		p.stats.SparseBlocks++
+	case j.raw:
+		size = uint32(len(j.buf)) | dataRaw
+		if _, err := out.Write(j.buf); err != nil {
+			return fmt.Errorf("squashfs: %w", err)
+		}
+	default:
+		size = uint32(len(j.out))
+		if _, err := out.Write(j.out); err != nil {
+			return fmt.Errorf("squashfs: %w", err)
+		}
+	}
+	prog.Bytes += j.nbytes
+	prog.Files += j.nfiles
+	if p.opts.Progress != nil {
+		p.opts.Progress(*prog)
+	}
+	if j.file == nil {
+		f := p.frags[j.frag]
+		f.start, f.size = start, size
+		return nil
+	}
+	if !j.sparse {
+		p.stats.DataBlocks++
+	}
+	f := j.file
+	if len(f.sizes) == 0 {
+		f.start = start
+	}
+	f.sizes = append(f.sizes, size)
+	if j.sparse {
+		f.sparse += uint64(len(j.buf))
+	}
+	return nil
+}
+
+// read produces the blocks in plan order.
+func (p *Plan) read(ctx context.Context, pool <-chan *job, jobs chan<- *job) error {
+	seq := 0
+	var nbytes int64
+	var nfiles int
+	get := func() (*job, error) {
+		select {
+		case j := <-pool:
+			return j, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	send := func(j *job) {
+		j.seq = seq
+		seq++
+		if j.file != nil {
+			nbytes += int64(len(j.buf))
+		}
+		j.nbytes, j.nfiles = nbytes, nfiles
+		nbytes, nfiles = 0, 0
+		jobs <- j
+	}
+	var fragJob *job
+	for _, it := range p.items {
+		if it.file == nil {
+			send(fragJob)
+			fragJob = nil
+			continue
+		}
+		f := it.file
+		if f.frag >= 0 && fragJob == nil {
+			j, err := get()
+			if err != nil {
+				return err
+			}
+			j.file, j.frag = nil, f.frag
+			fragJob = j
+		}
+		if err := p.readFile(f, get, send, fragJob); err != nil {
+			return err
+		}
+		nfiles++
+		nbytes += f.size % int64(p.blockSize) * int64(min(f.frag+1, 1))
+	}
+	return nil
+}
+
+func (p *Plan) readFile(f *fileData, get func() (*job, error), send func(*job), fragJob *job) error {
+	var r io.Reader
+	if f.node.Content != nil {
+		r = bytes.NewReader(f.node.Content)
+	} else {
+		fh, err := os.Open(f.node.HostPath)
+		if err != nil {
+			return fmt.Errorf("squashfs: %s: %w", f.path, err)
+		}
+		defer fh.Close()
+		r = fh
+	}
+	var h hash.Hash
+	if len(f.hash) > 0 {
+		h = sha256.New()
+	}
+	changed := func(what string) error {
+		return fmt.Errorf("squashfs: %s: %s while the image was written (from %s): %w", f.path, what, f.node.HostPath, ErrChanged)
+	}
+	left := f.size
+	for b := 0; b < f.blocks; b++ {
+		n := min(int64(p.blockSize), left)
+		j, err := get()
+		if err != nil {
+			return err
+		}
+		j.file, j.buf = f, j.buf[:n]
+		if _, err := io.ReadFull(r, j.buf); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return changed("file shrank")
+			}
+			return fmt.Errorf("squashfs: %s: %w", f.path, err)
+		}
+		if h != nil {
+			h.Write(j.buf)
+		}
+		left -= n
+		send(j)
+	}
+	if left > 0 {
+		at := len(fragJob.buf)
+		fragJob.buf = fragJob.buf[:at+int(left)]
+		tail := fragJob.buf[at:]
+		if _, err := io.ReadFull(r, tail); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return changed("file shrank")
+			}
+			return fmt.Errorf("squashfs: %s: %w", f.path, err)
+		}
+		if h != nil {
+			h.Write(tail)
+		}
+	}
+	var one [1]byte
+	if n, _ := r.Read(one[:]); n > 0 {
+		return changed("file grew")
+	}
+	if h != nil && !bytes.Equal(h.Sum(nil), f.hash) {
+		return changed("file changed")
+	}
+	return nil
+}
+
+// metaWriter builds a table of metadata blocks in memory.
+type metaWriter struct {
+	enc encoder
+	out []byte // finished blocks
+	buf []byte // pending bytes of the current block
+	tmp []byte
+}
+
+// pos returns the position of the next byte: the start of its block
+// relative to the table, and its offset in the block.
+func (m *metaWriter) pos() (uint64, uint16) { return uint64(len(m.out)), uint16(len(m.buf)) }
+
+func (m *metaWriter) ref() uint64 {
+	b, o := m.pos()
+	return b<<16 | uint64(o)
+}
+
+func (m *metaWriter) write(b []byte) error {
+	m.buf = append(m.buf, b...)
+	for len(m.buf) >= metaSize {
+		if err := m.flushBlock(m.buf[:metaSize]); err != nil {
+			return err
+		}
+		m.buf = append(m.buf[:0], m.buf[metaSize:]...)
+	}
+	return nil
+}
+
+func (m *metaWriter) flushBlock(b []byte) error {
+	if m.enc != nil {
+		c, err := m.enc.compress(m.tmp, b)
+		if err != nil {
+			return fmt.Errorf("squashfs: compress metadata: %w", err)
+		}
+		m.tmp = c
+		if len(c) < len(b) {
+			m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(c)))
+			m.out = append(m.out, c...)
+			return nil
+		}
+	}
+	m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(b))|metaRaw)
+	m.out = append(m.out, b...)
+	return nil
+}
+
+func (m *metaWriter) finish() ([]byte, error) {
+	if len(m.buf) > 0 {
+		if err := m.flushBlock(m.buf); err != nil {
+			return nil, err
+		}
+		m.buf = m.buf[:0]
+	}
+	return m.out, nil
+}
+
+type le []byte
+
+func (b le) u16(v uint16) le { return binary.LittleEndian.AppendUint16(b, v) }
+func (b le) u32(v uint32) le { return binary.LittleEndian.AppendUint32(b, v) }
+func (b le) u64(v uint64) le { return binary.LittleEndian.AppendUint64(b, v) }
+
+// tables holds the inode and directory tables while they are built.
+type tables struct {
+	p      *Plan
+	inodes metaWriter
+	dirs   metaWriter
+}
+
+// writeTables writes the metadata after the data and returns the
+// superblock.
+func (p *Plan) writeTables(out *countWriter, enc encoder) ([]byte, error) {
+	t := &tables{p: p, inodes: metaWriter{enc: enc}, dirs: metaWriter{enc: enc}}
+	if err := t.writeDir(p.root); err != nil {
+		return nil, err
+	}
+	itab, err := t.inodes.finish()
+	if err != nil {
+		return nil, err
+	}
+	dtab, err := t.dirs.finish()
+	if err != nil {
+		return nil, err
+	}
+	inodeStart := out.pos
+	out.Write(itab)
+	dirStart := out.pos
+	out.Write(dtab)
+
+	var fragTab le
+	for _, f := range p.frags {
+		fragTab = fragTab.u64(f.start).u32(f.size).u32(0)
+	}
+	fragStart, err := writeLookup(out, enc, fragTab)
+	if err != nil {
+		return nil, err
+	}
+	var exp le
+	for _, ino := range p.inodes {
+		exp = exp.u64(ino.ref)
+	}
+	exportStart, err := writeLookup(out, enc, exp)
+	if err != nil {
+		return nil, err
+	}
+	var ids le
+	for _, id := range p.ids {
+		ids = ids.u32(id)
+	}
+	idStart, err := writeLookup(out, enc, ids)
+	if err != nil {
+		return nil, err
+	}
+
+	flags := uint16(flagExportable | flagNoXattrs)
+	if !p.opts.NoDuplicates {
+		flags |= flagDuplicates
+	}
+	if p.opts.NoFragments {
+		flags |= flagNoFragments
+	} else {
+		flags |= flagAlwaysFrags
+	}
+	if p.comp.kind() == "none" {
+		flags |= flagNoInodeComp | flagNoDataComp | flagNoFragComp | flagNoIDComp
+	}
+	if p.comp.options(p.blockSize) != nil {
+		flags |= flagCompOpts
+	}
+	blockLog := uint16(0)
+	for 1<<blockLog < p.blockSize {
+		blockLog++
+	}
+	sb := le(nil).u32(magic).u32(uint32(len(p.inodes))).u32(p.mkfsTime).u32(uint32(p.blockSize)).
+		u32(uint32(len(p.frags))).u16(p.comp.id()).u16(blockLog).u16(flags).u16(uint16(len(p.ids))).
+		u16(4).u16(0).u64(p.root.ref).u64(out.pos).u64(idStart).u64(invalidTable).
+		u64(inodeStart).u64(dirStart).u64(fragStart).u64(exportStart)
+	return sb, nil
+}
+
+// writeLookup writes a lookup table: its entries in metadata blocks, then
+// the positions of those blocks. It returns the position of the latter.
+func writeLookup(out *countWriter, enc encoder, entries []byte) (uint64, error) {
+	var index le
+	for len(entries) > 0 {
+		n := min(len(entries), metaSize)
+		index = index.u64(out.pos)
+		m := metaWriter{enc: enc}
+		if err := m.flushBlock(entries[:n]); err != nil {
+			return 0, err
+		}
+		out.Write(m.out)
+		entries = entries[n:]
+	}
+	start := out.pos
+	_, err := out.Write(index)
+	return start, err
+}
+
+// writeDir writes the inodes below d, d's listing and d's inode
+// (children first, so that the listing can refer to them).
+func (t *tables) writeDir(d *inode) error {
+	for _, e := range d.entries {
+		if e.ino.written {
+			continue
+		}
+		if e.ino.typ == TypeDir {
+			if err := t.writeDir(e.ino); err != nil {
+				return err
+			}
+		} else if err := t.writeInode(e.ino); err != nil {
+			return err
+		}
+	}
+	listing, index := dirListing(d.entries)
+	startBlock, startOff := t.dirs.pos()
+	// Index entries name the directory-table block that holds the header
+	// they point at.
+	var idx le
+	at := 0
+	for _, ix := range index {
+		if err := t.dirs.write(listing[at:ix.offset]); err != nil {
+			return err
+		}
+		at = ix.offset
+		blk, _ := t.dirs.pos()
+		idx = idx.u32(uint32(ix.offset)).u32(uint32(blk)).u32(uint32(len(ix.name) - 1))
+		idx = append(idx, ix.name...)
+	}
+	if err := t.dirs.write(listing[at:]); err != nil {
+		return err
+	}
+	parent := uint32(len(t.p.inodes) + 1)
+	if d.parent != nil {
+		parent = d.parent.num
+	}
+	size := len(listing) + 3
+	// mksquashfs's rule: an extended inode for more than 256 entries or
+	// entries of 8 KiB or more (before headers).
+	entryBytes := 0
+	for _, e := range d.entries {
+		entryBytes += 8 + len(e.name)
+	}
+	var b le
+	if len(d.entries) <= 256 && entryBytes < metaSize && len(index) == 0 && size < 1<<16 {
+		b = t.header(d, inoDir).u32(uint32(startBlock)).u32(d.nlink).u16(uint16(size)).u16(startOff).u32(parent)
+	} else {
+		b = t.header(d, inoLDir).u32(d.nlink).u32(uint32(size)).u32(uint32(startBlock)).u32(parent).
+			u16(uint16(len(index))).u16(startOff).u32(noXattr)
+		b = append(b, idx...)
+	}
+	d.ref = t.inodes.ref()
+	d.written = true
+	return t.inodes.write(b)
+}
+
+func (t *tables) header(ino *inode, typ uint16) le {
+	return le(nil).u16(typ).u16(ino.perm).u16(ino.uid).u16(ino.gid).u32(ino.mtime).u32(ino.num)
+}
+
+func (t *tables) writeInode(ino *inode) error {
+	var b le
+	n := ino.node
+	switch ino.typ {
+	case TypeFile:
+		f := ino.data
+		frag, fragAt := uint32(noFragment), uint32(0)
+		if f.frag >= 0 {
+			frag, fragAt = uint32(f.frag), uint32(f.fragAt)
+		}
+		// Like mksquashfs, report holes only for files with holes.
+		sparse := uint64(0)
+		if n.Holes && f.sparse > 0 {
+			sparse = min(f.sparse, uint64(f.size)-1)
+		}
+		if ino.nlink == 1 && f.start < 1<<32 && f.size < 1<<32 && sparse == 0 {
+			b = t.header(ino, inoFile).u32(uint32(f.start)).u32(frag).u32(fragAt).u32(uint32(f.size))
+		} else {
+			b = t.header(ino, inoLFile).u64(f.start).u64(uint64(f.size)).u64(sparse).
+				u32(ino.nlink).u32(frag).u32(fragAt).u32(noXattr)
+		}
+		for _, s := range f.sizes {
+			b = b.u32(s)
+		}
+	case TypeSymlink:
+		b = t.header(ino, inoSymlink).u32(ino.nlink).u32(uint32(len(n.Target)))
+		b = append(b, n.Target...)
+	case TypeBlockDev, TypeCharDev:
+		dev := n.Major&0xfff<<8 | n.Minor&0xff | (n.Minor&^0xff)<<12
+		b = t.header(ino, basicType(ino.typ)).u32(ino.nlink).u32(dev)
+	case TypeFifo, TypeSocket:
+		b = t.header(ino, basicType(ino.typ)).u32(ino.nlink)
+	}
+	ino.ref = t.inodes.ref()
+	ino.written = true
+	return t.inodes.write(b)
+}
+
+type dirIndex struct {
+	offset int
+	name   string
+}
+
+// dirListing encodes a directory's entries the way mksquashfs does: a new
+// header every 256 entries, when the inode block changes, when an inode
+// number is too far from the header's, and when the listing since the last
+// index point would pass a metadata block (which also adds an index entry).
+func dirListing(entries []entry) ([]byte, []dirIndex) {
+	var (
+		b         le
+		index     []dirIndex
+		hdrAt     = -1
+		count     = 256
+		hdrBlock  uint32
+		hdrNum    uint32
+		lastIndex = 0
+	)
+	for _, e := range entries {
+		blk := uint32(e.ino.ref >> 16)
+		off := uint16(e.ino.ref)
+		delta := int64(e.ino.num) - int64(hdrNum)
+		grow := len(b) + 8 + len(e.name) - lastIndex
+		if count == 256 || blk != hdrBlock || hdrAt >= 0 && grow > metaSize || delta > 32767 || delta < -32768 {
+			if hdrAt >= 0 {
+				if grow > metaSize {
+					index = append(index, dirIndex{offset: len(b), name: e.name})
+					lastIndex = len(b)
+				}
+				binary.LittleEndian.PutUint32(b[hdrAt:], uint32(count-1))
+			}
+			hdrAt, count, hdrBlock, hdrNum = len(b), 0, blk, e.ino.num
+			b = b.u32(0).u32(blk).u32(hdrNum)
+			delta = 0
+		}
+		b = b.u16(off).u16(uint16(int16(delta))).u16(basicType(e.ino.typ)).u16(uint16(len(e.name) - 1))
+		b = append(b, e.name...)
+		count++
+	}
+	if hdrAt >= 0 {
+		binary.LittleEndian.PutUint32(b[hdrAt:], uint32(count-1))
+	}
+	return b, index
+}
