@@ -217,3 +217,45 @@ func TestStoreRootLoadsIntoNix(t *testing.T) {
 		t.Errorf("closure in the loaded database: %q, want %q", got, want)
 	}
 }
+
+// TestLoadFixture reads the fixture system (testdata/fixture) every way Load
+// can and checks each against the closureInfo its build made with Nix.
+func TestLoadFixture(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	want := map[string][]byte{}
+	for _, n := range []string{"store-paths", "registration", "total-nar-size"} {
+		b, err := os.ReadFile(filepath.Join(f.ClosureDir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[n] = b
+	}
+	initTarget, err := filepath.EvalSymlinks(f.Init)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	check := func(what string, in builder.Input) {
+		t.Helper()
+		c, err := builder.Load(ctx, in)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for n, data := range c.ClosureInfoFiles() {
+			if !bytes.Equal(data, want[n]) {
+				t.Errorf("%s: %s differs from the fixture's:\n--- got\n%s\n--- want\n%s", what, n, data, want[n])
+			}
+		}
+		tl := c.Toplevel
+		if tl.Path != f.Toplevel || tl.Kernel != f.Kernel || tl.Initrd != f.Initrd || tl.Init != initTarget ||
+			strings.Join(tl.KernelParams, " ") != strings.Join(strings.Fields(f.KernelParams), " ") {
+			t.Errorf("%s: toplevel %+v, fixture %+v", what, tl, f)
+		}
+	}
+	result := filepath.Join(f.Dir, "toplevel")
+	check("closureInfo", builder.Input{Closure: f.ClosureDir, Toplevel: result})
+	check("nix-store", builder.Input{Toplevel: result})
+	restore := builder.SetNixStoreProgram("")
+	defer restore()
+	check("scanner", builder.Input{Toplevel: f.Toplevel})
+}

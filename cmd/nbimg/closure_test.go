@@ -9,6 +9,7 @@ import (
 
 	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/builder/buildertest"
+	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/urfave/cli/v2"
 )
 
@@ -110,5 +111,29 @@ func TestClosureInputFlags(t *testing.T) {
 	}
 	if want := (builder.Input{Closure: "ci", Toplevel: "result", StoreRoot: "/mnt"}); got != want {
 		t.Fatalf("input %+v, want %+v", got, want)
+	}
+}
+
+// TestClosureCommandFixture is issue 2's acceptance test: on the fixture
+// system, `nbimg closure` writes the closureInfo Nix made, byte for byte.
+func TestClosureCommandFixture(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	out := filepath.Join(t.TempDir(), "closure-info")
+	code, _, stderr := runApp(t, "closure", "-o", out, filepath.Join(f.Dir, "toplevel"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, n := range []string{"store-paths", "registration", "total-nar-size"} {
+		want, err := os.ReadFile(filepath.Join(f.ClosureDir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(out, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the fixture's closureInfo:\n--- got\n%s\n--- want\n%s", n, got, want)
+		}
 	}
 }
