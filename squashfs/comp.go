@@ -149,8 +149,13 @@ func (c Compressor) validate(blockSize int) error {
 		}
 	case "xz":
 		d := c.dictSize(blockSize)
-		if d < 8192 || d > blockSize {
-			return fmt.Errorf("squashfs: xz dictionary size %d is not in 8192..block size (%d)", d, blockSize)
+		if d > blockSize {
+			return fmt.Errorf("squashfs: xz dictionary size %d is larger than the block size (%d)", d, blockSize)
+		}
+		if d < blockSize {
+			// github.com/ulikunitz/xz v0.5 writes corrupt streams when
+			// incompressible input is longer than the dictionary.
+			return fmt.Errorf("squashfs: xz dictionary size %d is smaller than the block size (%d): not supported, use -Xdict-size 100%%", d, blockSize)
 		}
 		// The kernel accepts 2^n and 2^n + 2^(n-1) only.
 		if !(d&(d-1) == 0 || (d/3)&(d/3-1) == 0 && d%3 == 0) {
@@ -171,6 +176,15 @@ func (c Compressor) dictSize(blockSize int) int {
 		return blockSize * c.DictPercent / 100
 	}
 	return blockSize
+}
+
+// xzDict is the dictionary the kernel allows without an options block:
+// the block size, but at least a metadata block.
+func (c Compressor) xzDict(blockSize int) int {
+	if c.DictSize == 0 && c.DictPercent == 0 {
+		return max(blockSize, 8192)
+	}
+	return c.dictSize(blockSize)
 }
 
 func (c Compressor) id() uint16 {
@@ -229,7 +243,7 @@ func (c Compressor) newEncoder(blockSize int) (encoder, error) {
 		}
 		return &gzipEncoder{level: level}, nil
 	case "xz":
-		return &xzEncoder{dict: c.dictSize(blockSize)}, nil
+		return &xzEncoder{dict: c.xzDict(blockSize)}, nil
 	}
 	return nil, nil
 }

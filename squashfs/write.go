@@ -41,9 +41,9 @@ const (
 	flagAlwaysFrags = 0x0020
 	flagDuplicates  = 0x0040
 	flagExportable  = 0x0080
+	flagNoXattrComp = 0x0100
 	flagNoXattrs    = 0x0200
 	flagCompOpts    = 0x0400
-	flagNoIDComp    = 0x0800
 )
 
 // On-disk inode types.
@@ -540,7 +540,8 @@ func (p *Plan) writeTables(out *countWriter, enc encoder) ([]byte, error) {
 		flags |= flagAlwaysFrags
 	}
 	if p.comp.kind() == "none" {
-		flags |= flagNoInodeComp | flagNoDataComp | flagNoFragComp | flagNoIDComp
+		// As mksquashfs -noI -noId -noD -noF -noX records it.
+		flags |= flagNoInodeComp | flagNoDataComp | flagNoFragComp | flagNoXattrComp
 	}
 	if p.comp.options(p.blockSize) != nil {
 		flags |= flagCompOpts
