@@ -247,7 +247,7 @@ func TestLoadFixture(t *testing.T) {
 			}
 		}
 		tl := c.Toplevel
-		if tl.Path != f.Toplevel || tl.Kernel != f.Kernel || tl.Initrd != f.Initrd || tl.Init != initTarget ||
+		if tl.Path != f.Toplevel || tl.Kernel != f.Kernel || tl.Initrd != f.Initrd || tl.Init != initTarget || tl.InitArg() != f.Init ||
 			strings.Join(tl.KernelParams, " ") != strings.Join(strings.Fields(f.KernelParams), " ") {
 			t.Errorf("%s: toplevel %+v, fixture %+v", what, tl, f)
 		}

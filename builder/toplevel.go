@@ -15,11 +15,16 @@ type Toplevel struct {
 	Path         string   // the system's store path
 	Kernel       string   // resolved path of `kernel` (e.g. .../bzImage)
 	Initrd       string   // resolved path of `initrd`
-	Init         string   // resolved path of `init`, for init= on the command line
+	Init         string   // resolved path of `init` (NixOS's stage 2); see InitArg
 	KernelParams []string // the words of `kernel-params`; none when it is absent
 	DTBs         string   // resolved directory of `dtbs`, "" when absent
 	Label        string   // base name without the hash, e.g. nixos-system-NAME-VERSION
 }
+
+// InitArg returns what NixOS puts after init= on the kernel command line:
+// the toplevel's own `init` link, <Path>/init, rather than its target, so
+// the command line names the system (as netboot.ipxe and boot menus do).
+func (t *Toplevel) InitArg() string { return t.Path + "/init" }
 
 // ReadToplevel reads the NixOS system at p: a store path, or a symlink to one
 // such as nix-build's `result`. With storeRoot, store paths are read from
