@@ -26,8 +26,7 @@ import (
 const narMagic = "nix-archive-1"
 
 type narWriter struct {
-	w   *bufio.Writer
-	buf []byte
+	w *bufio.Writer
 }
 
 var narPad [8]byte
