@@ -137,3 +137,27 @@ func TestClosureCommandFixture(t *testing.T) {
 		}
 	}
 }
+
+// TestClosureCommandStoreRoot runs without Nix on a store under a root.
+func TestClosureCommandStoreRoot(t *testing.T) {
+	root := t.TempDir()
+	a := "/nix/store/0a2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-a"
+	b := "/nix/store/1b2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-b"
+	os.MkdirAll(filepath.Join(root, a), 0o755)
+	os.WriteFile(filepath.Join(root, a, "ref"), []byte(b+"\n"), 0o644)
+	os.WriteFile(filepath.Join(root, b), []byte("b\n"), 0o644)
+	out := filepath.Join(t.TempDir(), "ci")
+	code, _, stderr := runApp(t, "--verbose", "closure", "--store-root", root, "-o", out, a)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	sp, _ := os.ReadFile(filepath.Join(out, "store-paths"))
+	if string(sp) != a+"\n"+b+"\n" || !strings.Contains(stderr, "root "+a) {
+		t.Errorf("store-paths %q, stderr %q", sp, stderr)
+	}
+	reg, _ := os.ReadFile(filepath.Join(out, "registration"))
+	paths, err := builder.ParseRegistration(bytes.NewReader(reg), "registration")
+	if err != nil || len(paths) != 2 || strings.Join(paths[0].References, " ") != b {
+		t.Errorf("registration %q: %v", reg, err)
+	}
+}
