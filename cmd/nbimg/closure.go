@@ -28,7 +28,7 @@ func closureCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the closureInfo directory `DIR`", Required: true, TakesFile: true},
 			&cli.StringFlag{Name: "store-root", Usage: "read /nix/store/X from `DIR`/nix/store/X (a store built in a chroot)", TakesFile: true},
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "paths to serialise at once (`N`; 0 = one per CPU)"},
+			&cli.IntFlag{Name: "processors", Usage: "serialise `N` paths at once (default: all CPUs); the output is the same for any N"},
 		},
 		Action: runClosure,
 	}
@@ -38,8 +38,8 @@ func runClosure(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageErrorf("closure: give at least one ROOT store path")
 	}
-	if c.Int("jobs") < 0 {
-		return usageErrorf("closure: --jobs must not be negative")
+	if c.IsSet("processors") && c.Int("processors") < 1 {
+		return usageErrorf("closure: --processors must be at least 1")
 	}
 	u := newUI(c)
 	root := c.String("store-root")
@@ -55,7 +55,7 @@ func runClosure(c *cli.Context) error {
 	start := time.Now()
 	cl, err := builder.Scan(c.Context, roots, builder.ScanOptions{
 		StoreRoot: root,
-		Workers:   c.Int("jobs"),
+		Workers:   c.Int("processors"),
 		Progress: func(done, known int, narBytes uint64) {
 			u.Progress("scanning %d/%d paths, %s", done, known, humanBytes(int64(narBytes)))
 		},

@@ -56,7 +56,7 @@ func TestClosureCommandMatchesNix(t *testing.T) {
 
 	// Again into the existing directory, one path at a time, quietly.
 	os.WriteFile(filepath.Join(out, "registration"), []byte("stale"), 0o644)
-	code, _, stderr = runApp(t, "--quiet", "closure", "-j", "1", "-o", out, s.Top)
+	code, _, stderr = runApp(t, "--quiet", "closure", "--processors", "1", "-o", out, s.Top)
 	if code != exitOK || stderr != "" {
 		t.Fatalf("exit %d: %q", code, stderr)
 	}
@@ -84,7 +84,7 @@ func TestClosureCommandErrors(t *testing.T) {
 	}{
 		{[]string{"closure", "-o", filepath.Join(tmp, "o")}, exitUsage, "at least one ROOT"},
 		{[]string{"closure", "/nix/store/x"}, exitUsage, "output"},
-		{[]string{"closure", "-j", "-1", "-o", filepath.Join(tmp, "o"), "/x"}, exitUsage, "--jobs"},
+		{[]string{"closure", "--processors", "0", "-o", filepath.Join(tmp, "o"), "/x"}, exitUsage, "--processors"},
 		{[]string{"closure", "-o", filepath.Join(tmp, "o"), notStore}, exitFailure, "not a store path"},
 		{[]string{"closure", "-o", filepath.Join(tmp, "o"), filepath.Join(tmp, "missing")}, exitFailure, "no such file"},
 		{[]string{"closure", "--store-root", tmp, "-o", filepath.Join(tmp, "o"), "/nix/store/00000000000000000000000000000000-x"}, exitFailure, "no such file"},
