@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -238,8 +239,31 @@ func loadClosureInfo(p, root string) (*Closure, map[string]int, string, error) {
 		if err := checkStorePaths(filepath.Join(p, "store-paths"), c); err != nil {
 			return nil, nil, "", err
 		}
+		if err := checkTotalNarSize(filepath.Join(p, "total-nar-size"), c); err != nil {
+			return nil, nil, "", err
+		}
 	}
 	return c, lines, regFile, nil
+}
+
+// checkTotalNarSize checks a closureInfo's total-nar-size file, when present,
+// against the registration.
+func checkTotalNarSize(name string, c *Closure) error {
+	data, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("closure: %w", err)
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return &RegistrationError{File: name, Line: 1, Err: fmt.Errorf("%q is not a decimal number", strings.TrimSpace(string(data)))}
+	}
+	if n != c.NarSize() {
+		return &RegistrationError{File: name, Line: 1, Err: fmt.Errorf("total %d differs from the registration's %d: the directory is not one closureInfo", n, c.NarSize())}
+	}
+	return nil
 }
 
 // checkStorePaths checks that a closureInfo's store-paths file, when

@@ -79,6 +79,11 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("store-paths without a path: %v", err)
 	}
 	write("store-paths", pA+"\n")
+	write("total-nar-size", "2\n")
+	if _, err = Load(ctx, Input{Closure: dir, StoreRoot: root}); err == nil || !strings.Contains(err.Error(), "total-nar-size:1: total 2 differs") {
+		t.Errorf("wrong total-nar-size: %v", err)
+	}
+	write("total-nar-size", "1\n")
 	c, err := Load(ctx, Input{Closure: dir, StoreRoot: root})
 	if err != nil {
 		t.Fatal(err)
