@@ -1,0 +1,89 @@
+package builder
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// ManifestVersion is the version of the manifest.json layout. Fields are
+// only added within a version; renaming or removing one bumps it.
+const ManifestVersion = 1
+
+// Manifest describes one build: what went in, with which settings, and
+// each output file with its size and sha256. It is written as
+// manifest.json next to the outputs. Everything but Timings is a function
+// of the input, so rebuilding gives the same manifest apart from Timings.
+type Manifest struct {
+	ManifestVersion int              `json:"manifest_version"`
+	Tool            string           `json:"tool"`    // "nbimg VERSION"
+	Command         string           `json:"command"` // e.g. "netboot"
+	Inputs          ManifestInputs   `json:"inputs"`
+	Settings        ManifestSettings `json:"settings"`
+	Outputs         []ManifestOutput `json:"outputs"` // sorted by name
+	Timings         ManifestTimings  `json:"timings"`
+}
+
+// ManifestInputs describes the closure and the system.
+type ManifestInputs struct {
+	Toplevel   string `json:"toplevel,omitempty"`       // store path of the NixOS system
+	Label      string `json:"label,omitempty"`          // its name without the hash
+	Kernel     string `json:"kernel,omitempty"`         // the kernel used
+	Initrd     string `json:"initrd,omitempty"`         // the base initrd used
+	StorePaths int    `json:"store_paths"`              // paths in the closure
+	NarSize    uint64 `json:"nar_size"`                 // their total NAR size
+	Cmdline    string `json:"kernel_cmdline,omitempty"` // what the boot script passes
+}
+
+// ManifestSettings are the options that decide the output bytes.
+type ManifestSettings struct {
+	Compressor        string `json:"squashfs_compressor"`    // mksquashfs spec
+	ZstdEncoder       string `json:"zstd_encoder,omitempty"` // which zstd implementation ran
+	BlockSize         int    `json:"squashfs_block_size"`    // bytes
+	MkfsTime          int64  `json:"mkfs_time"`              // Unix seconds
+	InitrdCompression string `json:"initrd_compression"`     // of the appended segment
+	ImageName         string `json:"image_name"`             // path of the store image in the initrd
+}
+
+// ManifestOutput is one file written.
+type ManifestOutput struct {
+	Name   string `json:"name"` // relative to the output directory
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ManifestTimings are wall-clock durations in seconds; they are the only
+// part of the manifest that changes between identical builds.
+type ManifestTimings struct {
+	Squashfs float64 `json:"image_seconds"`
+	Total    float64 `json:"total_seconds"`
+}
+
+func seconds(d time.Duration) float64 {
+	return float64(d.Round(time.Millisecond)) / float64(time.Second)
+}
+
+// addOutputs records the size and sha256 of the named files in dir.
+func (m *Manifest) addOutputs(dir string, names ...string) error {
+	for _, n := range names {
+		size, sum, err := fileDigest(filepath.Join(dir, n))
+		if err != nil {
+			return fmt.Errorf("manifest: %w", err)
+		}
+		m.Outputs = append(m.Outputs, ManifestOutput{Name: n, Size: size, SHA256: sum})
+	}
+	sort.Slice(m.Outputs, func(i, j int) bool { return m.Outputs[i].Name < m.Outputs[j].Name })
+	return nil
+}
+
+// write writes the manifest as dir/manifest.json.
+func (m *Manifest) write(dir string) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, "manifest.json"), append(b, '\n'), 0o644)
+}

@@ -1,0 +1,223 @@
+package builder
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/netboot"
+	"github.com/nbimg/nbimg/squashfs"
+)
+
+// InitrdOptions say how the store image is built and appended to the base
+// initrds.
+type InitrdOptions struct {
+	Image  squashfs.Options // the store image; see StoreImageOptions
+	Initrd initrd.Options   // the appended segment
+	Bases  []string         // host paths of the base initrds, written unchanged in order
+}
+
+// InitrdResult describes a written initrd.
+type InitrdResult struct {
+	Image    squashfs.Stats
+	MkfsTime int64 // the image's superblock time, Unix seconds
+	Initrd   *initrd.Result
+}
+
+// WriteInitrd writes the base initrds to out, then a segment holding the
+// closure's store image, which is written straight into the segment: it is
+// never stored twice. out must be empty and seekable.
+func WriteInitrd(ctx context.Context, out *os.File, c *Closure, o InitrdOptions) (*InitrdResult, error) {
+	tree, err := storeImageTree(ctx, c, &o.Image)
+	if err != nil {
+		return nil, err
+	}
+	if o.Initrd.TempDir == "" {
+		o.Initrd.TempDir = filepath.Dir(out.Name())
+	}
+	w, err := initrd.NewWriter(out, o.Initrd)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range o.Bases {
+		if err := appendBase(w, b); err != nil {
+			w.Abort()
+			return nil, err
+		}
+	}
+	iw, err := w.CreateImage()
+	if err != nil {
+		w.Abort()
+		return nil, err
+	}
+	stats, err := squashfs.Write(ctx, iw, tree, o.Image)
+	if err != nil {
+		w.Abort()
+		return nil, err
+	}
+	var sb [12]byte
+	if _, err := iw.ReadAt(sb[:], 0); err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("reading back the image superblock: %w", err)
+	}
+	res, err := w.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &InitrdResult{Image: stats, MkfsTime: int64(binary.LittleEndian.Uint32(sb[8:])), Initrd: res}, nil
+}
+
+// storeImageTree returns the store image's tree and settles its time: the
+// superblock time is opts.MkfsTime, or when that is zero the newest mtime in
+// the closure (1 in a real store); the root, which the image makes up, gets
+// the same time, as mksquashfs gives it with SOURCE_DATE_EPOCH.
+func storeImageTree(ctx context.Context, c *Closure, opts *squashfs.Options) (*squashfs.Tree, error) {
+	tree, err := StoreTree(ctx, c, 0)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MkfsTime.IsZero() {
+		opts.MkfsTime = time.Unix(tree.NewestMtime(), 0).UTC()
+	}
+	tree.Root.Mtime = opts.MkfsTime.Unix()
+	return tree, nil
+}
+
+func appendBase(w *initrd.Writer, name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("base initrd: %w", err)
+	}
+	defer f.Close()
+	if _, err := w.AppendBase(f); err != nil {
+		return fmt.Errorf("base initrd %s: %w", name, err)
+	}
+	return nil
+}
+
+// NetbootOptions configure Netboot.
+type NetbootOptions struct {
+	InitrdOptions
+	Kernel      string // host path of the kernel; "" takes the toplevel's
+	Cmdline     string // extra kernel parameters for netboot.ipxe
+	ToolVersion string // recorded in the manifest
+	// Logf, when set, receives a line per step.
+	Logf func(format string, args ...any)
+}
+
+// NetbootResult describes a netboot directory.
+type NetbootResult struct {
+	InitrdResult
+	Manifest *Manifest
+}
+
+// ErrNoToplevel is returned by commands that need a NixOS system.
+var ErrNoToplevel = errors.New("builder: this command needs a NixOS system: pass --toplevel")
+
+// Netboot writes dir with bzImage, initrd (the base initrds followed by the
+// store image), netboot.ipxe and manifest.json, as NixOS's netboot module
+// lays them out. dir is replaced whole, or left alone on failure.
+func Netboot(ctx context.Context, c *Closure, dir string, o NetbootOptions) (*NetbootResult, error) {
+	start := time.Now()
+	top := c.Toplevel
+	if top == nil {
+		return nil, ErrNoToplevel
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	kernel := o.Kernel
+	if kernel == "" {
+		kernel = c.HostPath(top.Kernel)
+	}
+	if len(o.Bases) == 0 {
+		o.Bases = []string{c.HostPath(top.Initrd)}
+	}
+	script := netboot.IPXE{
+		Init:         top.InitArg(),
+		KernelParams: strings.Join(top.KernelParams, " "),
+		Cmdline:      o.Cmdline,
+	}
+	scriptText, err := script.Script()
+	if err != nil {
+		return nil, err
+	}
+	cmdline, _ := script.KernelCmdline()
+
+	res := &NetbootResult{}
+	err = WriteDirAtomic(dir, func(tmp string) error {
+		logf("kernel %s", kernel)
+		if err := copyFile(filepath.Join(tmp, netboot.KernelName), kernel, 0o644); err != nil {
+			return fmt.Errorf("kernel: %w", err)
+		}
+		f, err := os.OpenFile(filepath.Join(tmp, netboot.InitrdName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		imageStart := time.Now()
+		ir, err := WriteInitrd(ctx, f, c, o.InitrdOptions)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("initrd: %w", cerr)
+		}
+		if err != nil {
+			return err
+		}
+		res.InitrdResult = *ir
+		imageTime := time.Since(imageStart)
+		if err := os.WriteFile(filepath.Join(tmp, netboot.ScriptName), scriptText, 0o644); err != nil {
+			return err
+		}
+		m := newManifest("netboot", o.ToolVersion, c, o.InitrdOptions, ir)
+		m.Inputs.Kernel = kernel
+		m.Inputs.Initrd = strings.Join(o.Bases, " ")
+		m.Inputs.Cmdline = cmdline
+		if err := m.addOutputs(tmp, netboot.KernelName, netboot.InitrdName, netboot.ScriptName); err != nil {
+			return err
+		}
+		m.Timings.Squashfs = seconds(imageTime)
+		m.Timings.Total = seconds(time.Since(start))
+		res.Manifest = m
+		return m.write(tmp)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// newManifest fills the parts of a manifest common to every command that
+// writes an initrd.
+func newManifest(command, version string, c *Closure, o InitrdOptions, ir *InitrdResult) *Manifest {
+	m := &Manifest{
+		ManifestVersion: ManifestVersion,
+		Tool:            strings.TrimSpace("nbimg " + version),
+		Command:         command,
+		Inputs: ManifestInputs{
+			StorePaths: len(c.Paths),
+			NarSize:    c.NarSize(),
+		},
+		Settings: ManifestSettings{
+			Compressor:        o.Image.Compressor.String(),
+			ZstdEncoder:       o.Image.Compressor.EncoderName(),
+			BlockSize:         o.Image.BlockSize,
+			MkfsTime:          ir.MkfsTime,
+			InitrdCompression: o.Initrd.Compression.String(),
+			ImageName:         o.Initrd.Name,
+		},
+	}
+	if m.Settings.ImageName == "" {
+		m.Settings.ImageName = initrd.DefaultName
+	}
+	if t := c.Toplevel; t != nil {
+		m.Inputs.Toplevel = t.Path
+		m.Inputs.Label = t.Label
+	}
+	return m
+}
