@@ -1,0 +1,205 @@
+package squashfs_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nbimg/nbimg/squashfs"
+)
+
+func TestReproducible(t *testing.T) {
+	src := t.TempDir()
+	edgeTree(t, src, testBlock, 400)
+	opts := squashfs.Options{BlockSize: testBlock, MkfsTime: time.Unix(5, 0)}
+	var first string
+	for _, procs := range []int{1, 2, 8, 2} {
+		opts.Processors = procs
+		img, _ := dirImage(t, src, opts)
+		sum := sha(t, img)
+		if first == "" {
+			first = sum
+		} else if sum != first {
+			t.Fatalf("processors %d: sha256 %s, want %s", procs, sum, first)
+		}
+	}
+	// One byte changed in one file changes the image; touching nothing
+	// else does not.
+	p := filepath.Join(src, "edges/text-4097")
+	data, _ := os.ReadFile(p)
+	st, _ := os.Stat(p)
+	data[100] ^= 1
+	os.WriteFile(p, data, 0o644)
+	os.Chtimes(p, st.ModTime(), st.ModTime())
+	img, _ := dirImage(t, src, opts)
+	if sha(t, img) == first {
+		t.Fatal("changing a byte of a file did not change the image")
+	}
+	data[100] ^= 1
+	os.WriteFile(p, data, 0o644)
+	os.Chtimes(p, st.ModTime(), st.ModTime())
+	img, _ = dirImage(t, src, opts)
+	if sha(t, img) != first {
+		t.Fatal("restoring the byte did not restore the image")
+	}
+	// The superblock time is an input.
+	opts.MkfsTime = time.Unix(6, 0)
+	img, _ = dirImage(t, src, opts)
+	if sha(t, img) == first {
+		t.Fatal("mkfs time does not change the image")
+	}
+}
+
+func TestDefaultMkfsTimeIsNewestMtime(t *testing.T) {
+	tree := squashfs.NewTree()
+	tree.Root.Mtime = 10
+	tree.Root.Add(&squashfs.Node{Name: "a", Type: squashfs.TypeFile, Perm: 0o644, Mtime: 1234, Size: 1, Content: []byte("a")})
+	tree.Root.Add(&squashfs.Node{Name: "b", Type: squashfs.TypeSymlink, Perm: 0o777, Mtime: 77, Target: "a"})
+	img, _ := writeImage(t, tree, squashfs.Options{BlockSize: testBlock})
+	if got := readSuper(t, img).MkfsTime; got != 1234 {
+		t.Fatalf("mkfs time %d, want 1234", got)
+	}
+}
+
+func TestErrorsNameThePath(t *testing.T) {
+	ctx := context.Background()
+	write := func(tree *squashfs.Tree) error {
+		f, err := os.Create(filepath.Join(t.TempDir(), "img"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		_, err = squashfs.Write(ctx, f, tree, squashfs.Options{BlockSize: testBlock, Processors: 2})
+		return err
+	}
+	t.Run("long name", func(t *testing.T) {
+		tree := squashfs.NewTree()
+		d := &squashfs.Node{Name: "d", Type: squashfs.TypeDir, Perm: 0o755}
+		d.Children = append(d.Children, &squashfs.Node{Name: strings.Repeat("x", 256), Type: squashfs.TypeFifo})
+		tree.Root.Add(d)
+		err := write(tree)
+		if !errors.Is(err, squashfs.ErrName) || !strings.Contains(err.Error(), "d/xxx") {
+			t.Fatalf("got %v", err)
+		}
+		if err := tree.Root.Add(&squashfs.Node{Name: "a/b"}); !errors.Is(err, squashfs.ErrName) {
+			t.Fatalf("Add a/b: %v", err)
+		}
+	})
+	mk := func(t *testing.T, size int) (*squashfs.Tree, string) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "sub", "file")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, make([]byte, size), 0o644)
+		tree, err := squashfs.DirTree(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree, p
+	}
+	for _, size := range []int{100, 3*testBlock + 5} {
+		t.Run("vanished", func(t *testing.T) {
+			tree, p := mk(t, size)
+			os.Remove(p)
+			if err := write(tree); err == nil || !strings.Contains(err.Error(), "sub/file") {
+				t.Fatalf("got %v", err)
+			}
+		})
+		t.Run("grew", func(t *testing.T) {
+			tree, p := mk(t, size)
+			os.WriteFile(p, make([]byte, size+1), 0o644)
+			if err := write(tree); !errors.Is(err, squashfs.ErrChanged) || !strings.Contains(err.Error(), "sub/file") {
+				t.Fatalf("got %v", err)
+			}
+		})
+		t.Run("shrank", func(t *testing.T) {
+			tree, p := mk(t, size)
+			os.WriteFile(p, make([]byte, size-1), 0o644)
+			if err := write(tree); !errors.Is(err, squashfs.ErrChanged) || !strings.Contains(err.Error(), "sub/file") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+	t.Run("unreadable source", func(t *testing.T) {
+		_, err := squashfs.DirTree(ctx, filepath.Join(t.TempDir(), "missing"))
+		if err == nil || !strings.Contains(err.Error(), "missing") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("same base name", func(t *testing.T) {
+		a, b := filepath.Join(t.TempDir(), "x"), filepath.Join(t.TempDir(), "x")
+		os.Mkdir(a, 0o755)
+		os.Mkdir(b, 0o755)
+		if _, err := squashfs.DirTree(ctx, a, b); err == nil || !strings.Contains(err.Error(), b) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("block size", func(t *testing.T) {
+		_, err := squashfs.NewPlan(ctx, squashfs.NewTree(), squashfs.Options{BlockSize: 5000})
+		if err == nil {
+			t.Fatal("block size 5000 accepted")
+		}
+	})
+}
+
+func TestParseCompressor(t *testing.T) {
+	for spec, want := range map[string]string{
+		"zstd":                        "zstd",
+		"zstd -Xcompression-level 19": "zstd -Xcompression-level 19",
+		"  gzip   ":                   "gzip",
+		"gzip -Xcompression-level 1":  "gzip -Xcompression-level 1",
+		"xz":                          "xz",
+		"xz -Xdict-size 100%":         "xz -Xdict-size 100%",
+		"xz -Xdict-size 1M":           "xz -Xdict-size 1048576",
+		"xz -Xdict-size 512K":         "xz -Xdict-size 524288",
+		"none":                        "none",
+	} {
+		c, err := squashfs.ParseCompressor(spec)
+		if err != nil {
+			t.Errorf("%q: %v", spec, err)
+			continue
+		}
+		if c.String() != want {
+			t.Errorf("%q: String() = %q, want %q", spec, c.String(), want)
+		}
+	}
+	for _, spec := range []string{"", "lz4", "zstd -Xcompression-level 23", "zstd -Xcompression-level", "gzip -Xcompression-level 0",
+		"xz -Xdict-size 2M", "xz -Xdict-size 0%", "zstd -Xdict-size 1M", "none -Xcompression-level 1", "gzip -Xwindow-size 9"} {
+		_, err := squashfs.ParseCompressor(spec)
+		if !errors.Is(err, squashfs.ErrCompressor) {
+			t.Errorf("%q: got %v, want ErrCompressor", spec, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), `"zstd [-Xcompression-level 1..22]"`) {
+			t.Errorf("%q: error does not list the accepted forms: %v", spec, err)
+		}
+	}
+}
+
+// TestLargeFile stores a sparse file over 4 GiB: an extended inode with
+// 64-bit size, and all-zero blocks stored as holes.
+func TestLargeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads 4 GiB")
+	}
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("start"), 0)
+	f.WriteAt([]byte("the end"), 4<<30+12345)
+	f.Close()
+	img, st := dirImage(t, src, squashfs.Options{BlockSize: 1 << 20, MkfsTime: time.Unix(1, 0)})
+	if st.SparseBlocks < 4000 {
+		t.Errorf("%d sparse blocks", st.SparseBlocks)
+	}
+	if fi, _ := os.Stat(img); fi.Size() > 1<<20 {
+		t.Errorf("image of a sparse file is %d bytes", fi.Size())
+	}
+	checkUnsquashfs(t, img, src)
+	checkSqfsdiff(t, img, []string{src}, "-comp", "zstd", "-b", "1M", "-mkfs-time", "1")
+}
