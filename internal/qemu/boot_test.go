@@ -1,8 +1,12 @@
 package qemu
 
 import (
+	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nbimg/nbimg/internal/testutil"
@@ -12,7 +16,9 @@ import (
 // reference initrd: the stage-1 initrd with a mksquashfs store image
 // appended as a cpio segment (made by testdata/fixture/build.sh), until
 // nbimg writes its own. Stage 2 checks the whole store and prints the
-// marker.
+// marker. The network boots skip the checksums of file contents
+// (fixture.check=none): the direct boot has checked the same image, and
+// reading every file is most of a boot's time under TCG.
 
 func fixtureForBoot(t *testing.T) *testutil.Fixture {
 	t.Helper()
@@ -67,7 +73,7 @@ func TestBootFixtureIPXE(t *testing.T) {
 	RequireNetboot(t)
 	// netboot.ipxe as DESIGN.md gives it.
 	script := "#!ipxe\n" +
-		"kernel --name bzImage bzImage init=" + f.Init + " initrd=initrd " + f.KernelParams + " ${cmdline}\n" +
+		"kernel --name bzImage bzImage init=" + f.Init + " initrd=initrd " + f.KernelParams + " fixture.check=none ${cmdline}\n" +
 		"initrd --name initrd initrd\n" +
 		"boot\n"
 	c := fixtureConfig(f)
@@ -87,7 +93,7 @@ func TestBootFixturePXELinux(t *testing.T) {
 		"LABEL fixture\n" +
 		"  KERNEL bzImage\n" +
 		"  INITRD initrd\n" +
-		"  APPEND init=" + f.Init + " " + f.KernelParams + "\n"
+		"  APPEND init=" + f.Init + " " + f.KernelParams + " fixture.check=none\n"
 	c := fixtureConfig(f)
 	c.TFTPDir = tftpTree(t,
 		map[string]string{"pxelinux.0": pxelinux, "ldlinux.c32": ldlinux,
@@ -95,4 +101,98 @@ func TestBootFixturePXELinux(t *testing.T) {
 		map[string]string{"pxelinux.cfg/default": cfg})
 	c.BootFile = "pxelinux.0"
 	BootT(t, c)
+}
+
+// TestBootFixtureNoStore boots the stage-1 initrd alone: stage 1 must say
+// the store image is missing and power off, not hang.
+func TestBootFixtureNoStore(t *testing.T) {
+	f := fixtureForBoot(t)
+	Require(t)
+	c := fixtureConfig(f)
+	c.Kernel, c.Initrd, c.Cmdline = f.Kernel, f.Initrd, f.Cmdline()
+	_, err := Boot(t.Context(), c)
+	var be *BootError
+	if !errors.As(err, &be) || !errors.Is(err, ErrFailMarker) || !strings.Contains(be.Line, "nix-store.squashfs") {
+		t.Fatalf("booting without a store image: %v; want stage 1's failure about nix-store.squashfs", err)
+	}
+	t.Logf("failed as expected after %.1fs: %s", be.Elapsed.Seconds(), be.Line)
+}
+
+// TestBootFixtureCorrupt flips one byte of a file's data in the store
+// image: stage 2 must notice.
+func TestBootFixtureCorrupt(t *testing.T) {
+	f := fixtureForBoot(t)
+	Require(t)
+	cpio := testutil.Tool(t, "cpio", "cpio")
+	img, err := os.ReadFile(f.RefSquashfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// random-1MiB is incompressible, so stored as is: find a piece of it.
+	var blobs string
+	for _, p := range f.StorePaths(t) {
+		if strings.HasSuffix(p, "-fixture-blobs") {
+			blobs = p
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(blobs, "random-1MiB"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel image holds the same bytes: change every copy.
+	piece := data[500000 : 500000+64]
+	n := 0
+	for off := 0; ; n++ {
+		i := bytes.Index(img[off:], piece)
+		if i < 0 {
+			break
+		}
+		img[off+i+10] ^= 0xff
+		off += i + len(piece)
+	}
+	if n == 0 {
+		t.Fatalf("random-1MiB's bytes are not stored as is in %s", f.RefSquashfs)
+	}
+
+	c := fixtureConfig(f)
+	c.Kernel, c.Cmdline = f.Kernel, f.Cmdline()
+	c.Initrd = appendStore(t, cpio, f.Initrd, img)
+	_, err = Boot(t.Context(), c)
+	var be *BootError
+	if !errors.As(err, &be) || !errors.Is(err, ErrFailMarker) || !strings.Contains(be.Line, "sha256") {
+		t.Fatalf("booting a corrupted store image: %v; want stage 2's sha256 failure", err)
+	}
+	if !strings.Contains(string(be.Console), "random-1MiB: FAILED") {
+		t.Errorf("stage 2 did not name random-1MiB:\n%s", Tail(be.Console, 30))
+	}
+	t.Logf("failed as expected after %.1fs: %s", be.Elapsed.Seconds(), be.Line)
+}
+
+// appendStore returns stage1 with squashfs appended as an uncompressed
+// cpio segment holding nix-store.squashfs, at a 4-byte aligned offset.
+func appendStore(t *testing.T, cpio, stage1 string, squashfs []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "nix-store.squashfs"), squashfs, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(cpio, "-o", "-H", "newc", "-R", "0:0", "--reproducible", "--quiet")
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader("nix-store.squashfs\n")
+	seg, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cpio: %v", err)
+	}
+	initrd, err := os.ReadFile(stage1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(initrd)%4 != 0 {
+		initrd = append(initrd, 0)
+	}
+	out := filepath.Join(dir, "initrd")
+	if err := os.WriteFile(out, append(initrd, seg...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
