@@ -1,0 +1,99 @@
+package builder_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/builder/buildertest"
+	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/squashfs"
+)
+
+// TestStoreTreeLayout checks the root of a store image on a store made by
+// hand: nix-path-registration and one entry per store path, by base name.
+func TestStoreTreeLayout(t *testing.T) {
+	root := t.TempDir()
+	a := "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
+	b := "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b.txt"
+	os.MkdirAll(filepath.Join(root, a, "bin"), 0o755)
+	os.WriteFile(filepath.Join(root, a, "bin", "x"), []byte("x"), 0o555)
+	os.WriteFile(filepath.Join(root, b), []byte("b"), 0o444)
+	c := &builder.Closure{StoreDir: "/nix/store", StoreRoot: root, Paths: []builder.PathInfo{{Path: a}, {Path: b}}}
+	tree, err := builder.StoreTree(context.Background(), c, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range tree.Root.Children {
+		names = append(names, n.Name)
+	}
+	if got := strings.Join(names, " "); got != "nix-path-registration aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b.txt" {
+		t.Fatalf("root entries %s", got)
+	}
+	reg := tree.Root.Children[0]
+	if !bytes.Equal(reg.Content, c.Registration()) || reg.Perm != 0o444 || reg.Mtime != 1 {
+		t.Errorf("registration node %+v", reg)
+	}
+	if tree.Root.Perm != 0o755 || tree.Root.Mtime != 42 || tree.Root.Children[2].Type != squashfs.TypeFile {
+		t.Errorf("root %+v", tree.Root)
+	}
+	c.Paths = append(c.Paths, builder.PathInfo{Path: "/nix/store/cccccccccccccccccccccccccccccccc-missing"})
+	if _, err := builder.StoreTree(context.Background(), c, 0); err == nil || !strings.Contains(err.Error(), "-missing") {
+		t.Fatalf("missing path: %v", err)
+	}
+}
+
+// TestStoreImageMatchesMksquashfs builds the image of a real Nix closure and
+// compares it with what make-squashfs.nix's mksquashfs call makes of it.
+func TestStoreImageMatchesMksquashfs(t *testing.T) {
+	s := buildertest.NixStore(t)
+	mksq := testutil.Tool(t, "mksquashfs", "squashfs-tools")
+	diff := testutil.Tool(t, "sqfsdiff", "squashfs-tools-ng")
+	ctx := context.Background()
+	c, err := builder.Load(ctx, builder.Input{Toplevel: s.Top})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := builder.StoreTree(ctx, c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	img := filepath.Join(tmp, "ours.sqfs")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := builder.StoreImageOptions()
+	opts.MkfsTime = time.Unix(1, 0)
+	if _, err := squashfs.Write(ctx, f, tree, opts); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	reg := filepath.Join(tmp, "nix-path-registration")
+	os.WriteFile(reg, c.Registration(), 0o444)
+	os.Chtimes(reg, time.Unix(1, 0), time.Unix(1, 0))
+	ref := filepath.Join(tmp, "ref.sqfs")
+	args := []string{reg}
+	for _, p := range c.Paths {
+		args = append(args, c.HostPath(p.Path))
+	}
+	args = append(args, ref, "-noappend", "-no-xattrs", "-quiet", "-no-progress", "-keep-as-directory",
+		"-all-root", "-no-hardlinks", "-root-mode", "0755", "-b", "1048576", "-comp", "zstd", "-Xcompression-level", "19")
+	cmd := exec.Command(mksq, args...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, b)
+	}
+	if b, err := exec.Command(diff, "-I", "-T", "-a", ref, "-b", img).CombinedOutput(); err != nil {
+		t.Fatalf("sqfsdiff -I -T: %v\n%s", err, b)
+	}
+}
