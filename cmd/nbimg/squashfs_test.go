@@ -1,0 +1,114 @@
+package main
+
+import (
+	"crypto/sha256"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nbimg/nbimg/builder/buildertest"
+	"github.com/nbimg/nbimg/internal/testutil"
+)
+
+func squashfsSource(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc", "conf.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc", "hostname"), []byte("nbimg\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc", "conf.d", "big"), []byte(strings.Repeat("line of text\n", 5000)), 0o600)
+	os.Symlink("etc/hostname", filepath.Join(dir, "hostname"))
+	return dir
+}
+
+func fileSum(t *testing.T, p string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func TestSquashfsCommandDir(t *testing.T) {
+	src := squashfsSource(t)
+	out := filepath.Join(t.TempDir(), "root.sqfs")
+	var sums [][32]byte
+	for _, procs := range []string{"1", "2", "8"} {
+		code, stdout, stderr := runApp(t, "--verbose", "squashfs", "-o", out, "--block-size", "4K", "--processors", procs, "--mkfs-time", "7", src)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if stdout != "" || !strings.Contains(stderr, "root.sqfs:") || !strings.Contains(stderr, "ratio") || !strings.Contains(stderr, "encoder") {
+			t.Errorf("stdout %q, stderr %q", stdout, stderr)
+		}
+		sums = append(sums, fileSum(t, out))
+	}
+	if sums[0] != sums[1] || sums[1] != sums[2] {
+		t.Error("different images for different --processors")
+	}
+	unsq := testutil.Tool(t, "unsquashfs", "squashfs-tools")
+	x := filepath.Join(t.TempDir(), "x")
+	if b, err := exec.Command(unsq, "-no-progress", "-d", x, out).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs: %v\n%s", err, b)
+	}
+	if got, _ := os.ReadFile(filepath.Join(x, "etc", "conf.d", "big")); len(got) != 5000*13 {
+		t.Errorf("extracted big file has %d bytes", len(got))
+	}
+	if target, _ := os.Readlink(filepath.Join(x, "hostname")); target != "etc/hostname" {
+		t.Errorf("symlink target %q", target)
+	}
+	// SOURCE_DATE_EPOCH sets the superblock time when --mkfs-time is absent.
+	t.Setenv("SOURCE_DATE_EPOCH", "7")
+	if code, _, stderr := runApp(t, "--quiet", "squashfs", "-o", out, "--block-size", "4K", src); code != exitOK || stderr != "" {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+	if fileSum(t, out) != sums[0] {
+		t.Error("SOURCE_DATE_EPOCH=7 and --mkfs-time 7 give different images")
+	}
+}
+
+func TestSquashfsCommandErrors(t *testing.T) {
+	src := squashfsSource(t)
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "img")
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"squashfs", "-o", out}, exitUsage, "nothing to write"},
+		{[]string{"squashfs", "-o", out, "--closure", "x", src}, exitUsage, "not both"},
+		{[]string{"squashfs", "-o", out, "--comp", "lz4", src}, exitUsage, "zstd [-Xcompression-level 1..22]"},
+		{[]string{"squashfs", "-o", out, "--block-size", "3000", src}, exitUsage, "block-size"},
+		{[]string{"squashfs", "-o", out, "--root-mode", "999", src}, exitUsage, "root-mode"},
+		{[]string{"squashfs", "-o", out, filepath.Join(src, "missing")}, exitFailure, "missing"},
+		{[]string{"squashfs", "-o", out, "--comp", "xz -Xdict-size 50%", src}, exitFailure, "dictionary"},
+	} {
+		code, _, stderr := runApp(t, tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+		if left, _ := os.ReadDir(outDir); len(left) != 0 {
+			t.Fatalf("%v left %v behind", tc.args, left)
+		}
+	}
+}
+
+func TestSquashfsCommandToplevel(t *testing.T) {
+	s := buildertest.NixStore(t)
+	unsq := testutil.Tool(t, "unsquashfs", "squashfs-tools")
+	out := filepath.Join(t.TempDir(), "store.img")
+	code, _, stderr := runApp(t, "squashfs", "-o", out, "--toplevel", s.Top, "--comp", "zstd -Xcompression-level 6", "--mkfs-time", "1")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	b, err := exec.Command(unsq, "-l", "-d", "", out).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unsquashfs: %v\n%s", err, b)
+	}
+	if !strings.Contains(string(b), "/nix-path-registration\n") || !strings.Contains(string(b), "/"+filepath.Base(s.Top)+"\n") {
+		t.Errorf("listing lacks the registration or the toplevel:\n%s", b)
+	}
+}
