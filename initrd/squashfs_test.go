@@ -1,0 +1,101 @@
+package initrd_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/squashfs"
+)
+
+// TestStreamSquashfs writes a squashfs straight into the segment through
+// the image view, as nbimg netboot does, and checks that the image in the
+// initrd is byte for byte the one written to a plain file, and that
+// unsquashfs reads it back out of the extracted segment.
+func TestStreamSquashfs(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "store", "abc-hello", "bin"), 0o755)
+	os.WriteFile(filepath.Join(src, "store", "abc-hello", "bin", "hello"), bytes.Repeat([]byte("hello\n"), 50000), 0o755)
+	os.WriteFile(filepath.Join(src, "store", "nix-path-registration"), []byte("reg\n"), 0o644)
+	tree := func() *squashfs.Tree {
+		tr, err := squashfs.DirTree(ctx, filepath.Join(src, "store"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	opts := squashfs.Options{Processors: 1, AllRoot: true}
+
+	plain, err := os.Create(filepath.Join(t.TempDir(), "store.squashfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := squashfs.Write(ctx, plain, tree(), opts); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(plain.Name())
+
+	for _, c := range []initrd.Compression{initrd.None, initrd.Zstd} {
+		t.Run(c.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			out, err := os.Create(filepath.Join(dir, "initrd"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.Close()
+			w, err := initrd.NewWriter(out, initrd.Options{Compression: c, TempDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.AppendBase(bytes.NewReader([]byte("odd"))); err != nil {
+				t.Fatal(err)
+			}
+			iw, err := w.CreateImage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			stats, err := squashfs.Write(ctx, iw, tree(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := w.CloseContext(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ImageSize != int64(len(want)) || stats.OutputBytes != int64(len(want)) {
+				t.Fatalf("image %d bytes (stats %d), written to a file %d", res.ImageSize, stats.OutputBytes, len(want))
+			}
+			all, _ := os.ReadFile(out.Name())
+			seg := all[res.SegmentOffset:]
+
+			bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
+			x := filepath.Join(dir, "x")
+			os.Mkdir(x, 0o755)
+			cmd := exec.Command(bsdtar, "-x", "-f", "-", "-C", x)
+			cmd.Stdin = bytes.NewReader(seg)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("bsdtar: %v\n%s", err, b)
+			}
+			img := filepath.Join(x, "nix-store.squashfs")
+			if got, _ := os.ReadFile(img); !bytes.Equal(got, want) {
+				t.Fatalf("image in the initrd (%d bytes) differs from the plain image (%d bytes)", len(got), len(want))
+			}
+			unsquashfs := testutil.Tool(t, "unsquashfs", "squashfs-tools")
+			cmd = exec.Command(unsquashfs, "-no-progress", "-d", filepath.Join(dir, "root"), img)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("unsquashfs: %v\n%s", err, b)
+			}
+			got, err := os.ReadFile(filepath.Join(dir, "root", "abc-hello", "bin", "hello"))
+			if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("hello\n"), 50000)) {
+				t.Errorf("unsquashfs: hello differs (%v)", err)
+			}
+		})
+	}
+}
