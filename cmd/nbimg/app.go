@@ -53,7 +53,7 @@ func appVersion() string {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	cmds := make([]*cli.Command, 0, len(commandConstructors))
 	for _, f := range commandConstructors {
-		cmds = append(cmds, f())
+		cmds = append(cmds, checkRequiredQuietly(f()))
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	return &cli.App{
@@ -79,6 +79,43 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usageError{err.Error()}
 		},
 	}
+}
+
+// checkRequiredQuietly moves the check of required string flags into the
+// command's Before hook: urfave/cli would print the whole help text before
+// the error, where one line says it better.
+func checkRequiredQuietly(cmd *cli.Command) *cli.Command {
+	var required []string
+	for _, f := range cmd.Flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			if f.Required {
+				f.Required = false
+				required = append(required, f.Name)
+			}
+		case *cli.StringSliceFlag:
+			if f.Required {
+				f.Required = false
+				required = append(required, f.Name)
+			}
+		}
+	}
+	if len(required) == 0 {
+		return cmd
+	}
+	before := cmd.Before
+	cmd.Before = func(c *cli.Context) error {
+		for _, name := range required {
+			if !c.IsSet(name) {
+				return usageErrorf("%s: missing --%s", cmd.Name, name)
+			}
+		}
+		if before != nil {
+			return before(c)
+		}
+		return nil
+	}
+	return cmd
 }
 
 // run executes the app and maps its outcome to an exit code, printing one

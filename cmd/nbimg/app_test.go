@@ -54,3 +54,13 @@ func TestUnknownFlagIsUsageError(t *testing.T) {
 		t.Errorf("want one error line, got %q", errOut)
 	}
 }
+
+func TestMissingRequiredFlagIsOneLine(t *testing.T) {
+	code, out, errOut := runApp(t, "netboot", "--toplevel", "x")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, errOut)
+	}
+	if out != "" || !strings.Contains(errOut, "missing --output") {
+		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+}
