@@ -165,11 +165,11 @@ func runInitrd(c *cli.Context) error {
 	}
 	u.Debugf("segment: %s at offset %d, %s, image %s as %s",
 		comp, res.SegmentOffset, humanBytes(res.SegmentSize), humanBytes(res.ImageSize), name)
-	kind := "an uncompressed"
+	kind := "an uncompressed segment"
 	if comp != initrd.None {
-		kind = "a " + comp.String()
+		kind = "a segment compressed with " + comp.String()
 	}
-	u.Infof("%s: %s (%d base initrd(s), then the store image in %s segment)", out, humanBytes(res.Size), len(bases), kind)
+	u.Infof("%s: %s (%d base initrd(s), then the store image in %s)", out, humanBytes(res.Size), len(bases), kind)
 	u.Debugf("written in %s", time.Since(start).Round(time.Millisecond))
 	return nil
 }
