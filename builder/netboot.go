@@ -66,7 +66,7 @@ func WriteInitrd(ctx context.Context, out *os.File, c *Closure, o InitrdOptions)
 		w.Abort()
 		return nil, fmt.Errorf("reading back the image superblock: %w", err)
 	}
-	res, err := w.Close()
+	res, err := w.CloseContext(ctx)
 	if err != nil {
 		return nil, err
 	}

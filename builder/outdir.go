@@ -64,6 +64,42 @@ func WriteDirAtomic(dir string, fill func(tmp string) error) error {
 	return nil
 }
 
+// CreateAtomic writes the file name through write, which gets a new
+// temporary file in the same directory; the file is synced, given mode 0644
+// and renamed to name only when write succeeds, and removed otherwise. An
+// existing name is left untouched on failure.
+func CreateAtomic(name string, write func(f *os.File) error) (err error) {
+	if st, err := os.Stat(name); err == nil && st.IsDir() {
+		return fmt.Errorf("output %s is a directory", name)
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("creating output: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := os.Rename(f.Name(), name); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}
+
 // copyFile copies the host file src to dst with the given permissions.
 func copyFile(dst, src string, perm fs.FileMode) error {
 	in, err := os.Open(src)

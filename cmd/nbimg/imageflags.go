@@ -58,5 +58,6 @@ func storeImageOptionsFromFlags(c *cli.Context) (squashfs.Options, initrd.Option
 	if err != nil {
 		return squashfs.Options{}, initrd.Options{}, usageError{fmt.Sprintf("--compress: %v", err)}
 	}
-	return img, initrd.Options{Compression: segComp, MTime: t}, nil
+	// The segment's entries keep mtime 1, as makeInitrdNG writes them.
+	return img, initrd.Options{Compression: segComp}, nil
 }

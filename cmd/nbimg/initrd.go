@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/squashfs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -20,7 +22,11 @@ func initrdCommand() *cli.Command {
 		Name:  "initrd",
 		Usage: "append a store image to an initrd as one more cpio segment",
 		Description: "Writes each --prepend initrd unchanged, then a cpio (newc) segment holding\n" +
-			"the store image at --name, where NixOS stage 1 mounts it from. The segment\n" +
+			"the store image at --name, where NixOS stage 1 mounts it from. The image is\n" +
+			"an existing file (--squashfs) or is built from a closure (--closure and/or\n" +
+			"--toplevel, with --comp, --processors, --mkfs-time as in nbimg squashfs) and\n" +
+			"then written straight into the segment, never stored twice. With --toplevel\n" +
+			"and no --prepend, the base is the system's own initrd. The segment\n" +
 			"starts 4-byte aligned, as the kernel needs, and is deterministic: sorted\n" +
 			"entries, uid and gid 0, one fixed mtime (--mtime, 1 by default, as\n" +
 			"makeInitrdNG), inodes numbered in order, a TRAILER!!! record.\n\n" +
@@ -34,15 +40,15 @@ func initrdCommand() *cli.Command {
 			"Examples:\n" +
 			"   nbimg initrd -o initrd --prepend result/initrd --squashfs nix-store.squashfs\n" +
 			"   nbimg --verbose initrd -o initrd.zst --prepend microcode.cpio --prepend stage1.initrd \\\n" +
-			"       --squashfs store.img --compress zstd",
-		Flags: []cli.Flag{
+			"       --squashfs store.img --compress zstd\n" +
+			"   nbimg initrd -o initrd --toplevel ./result --comp \"zstd -Xcompression-level 6\"",
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the initrd to `FILE`", Required: true, TakesFile: true},
 			&cli.GenericFlag{Name: "prepend", Usage: "copy the initrd `FILE` first, unchanged (repeat for several, in order)", Value: &initrdPathList{}, TakesFile: true},
 			&cli.StringFlag{Name: "squashfs", Usage: "store image `FILE` to append", TakesFile: true},
-			&cli.StringFlag{Name: "compress", Usage: "compress the appended segment: none, zstd, gzip or xz", Value: "none"},
 			&cli.StringFlag{Name: "name", Usage: "`PATH` of the image inside the initrd", Value: initrd.DefaultName},
 			&cli.Int64Flag{Name: "mtime", Usage: "modification time of the segment's entries, `SECONDS` since 1970", Value: initrd.DefaultMTime},
-		},
+		}, append(closureInputFlags(), storeImageFlags()...)...),
 		Action: runInitrd,
 	}
 }
@@ -58,13 +64,24 @@ func runInitrd(c *cli.Context) error {
 		return usageErrorf("initrd: unexpected argument %q (inputs are given with --prepend and --squashfs)", c.Args().First())
 	}
 	imagePath := c.String("squashfs")
-	if imagePath == "" {
-		return usageErrorf("initrd: give the store image with --squashfs FILE")
+	in := closureInputFromFlags(c)
+	fromClosure := in.Closure != "" || in.Toplevel != ""
+	switch {
+	case imagePath == "" && !fromClosure:
+		return usageErrorf("initrd: give the store image with --squashfs FILE, or a closure with --closure/--toplevel")
+	case imagePath != "" && fromClosure:
+		return usageErrorf("initrd: give --squashfs or --closure/--toplevel, not both")
 	}
-	comp, err := initrd.ParseCompression(c.String("compress"))
+	for _, f := range []string{"comp", "processors", "mkfs-time", "store-root"} {
+		if imagePath != "" && c.IsSet(f) {
+			return usageErrorf("initrd: --%s applies only when the image is built from --closure/--toplevel", f)
+		}
+	}
+	img, seg, err := storeImageOptionsFromFlags(c)
 	if err != nil {
-		return usageErrorf("initrd: --compress: %v", err)
+		return err
 	}
+	comp := seg.Compression
 	name := c.String("name")
 	if _, err := initrd.CleanName(name); err != nil {
 		return usageErrorf("initrd: --name: %v", err)
@@ -80,6 +97,15 @@ func runInitrd(c *cli.Context) error {
 	out := c.String("output")
 	u := newUI(c)
 	start := time.Now()
+	var cl *builder.Closure
+	if fromClosure {
+		if cl, err = builder.Load(c.Context, in); err != nil {
+			return err
+		}
+		if len(basePaths) == 0 && cl.Toplevel != nil {
+			basePaths = []string{cl.HostPath(cl.Toplevel.Initrd)}
+		}
+	}
 
 	// Open every input before the output exists, so a bad one is reported
 	// by name and nothing is written.
@@ -123,6 +149,15 @@ func runInitrd(c *cli.Context) error {
 		}
 		bases = append(bases, f)
 	}
+	segOpts := initrd.Options{
+		Name:        name,
+		MTime:       time.Unix(mtime, 0),
+		Compression: comp,
+		TempDir:     filepath.Dir(out),
+	}
+	if fromClosure {
+		return initrdFromClosure(c, u, cl, out, basePaths, img, segOpts, start)
+	}
 	image, imageSize, err := open("store image", imagePath)
 	if err != nil {
 		return err
@@ -132,13 +167,8 @@ func runInitrd(c *cli.Context) error {
 	}
 
 	var res *initrd.Result
-	err = initrdWriteAtomic(out, func(f *os.File) error {
-		w, err := initrd.NewWriter(f, initrd.Options{
-			Name:        name,
-			MTime:       time.Unix(mtime, 0),
-			Compression: comp,
-			TempDir:     filepath.Dir(out),
-		})
+	err = builder.CreateAtomic(out, func(f *os.File) error {
+		w, err := initrd.NewWriter(f, segOpts)
 		if err != nil {
 			return err
 		}
@@ -187,36 +217,29 @@ func (r initrdCtxReader) Read(p []byte) (int, error) {
 	return r.r.Read(p)
 }
 
-// initrdWriteAtomic writes path through a temporary file in the same
-// directory, renamed over path only when write succeeds.
-func initrdWriteAtomic(path string, write func(*os.File) error) (err error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("output %s is a directory", path)
+// initrdFromClosure builds the closure's store image straight into the
+// initrd segment.
+func initrdFromClosure(c *cli.Context, u *ui, cl *builder.Closure, out string, bases []string,
+	img squashfs.Options, seg initrd.Options, start time.Time) error {
+	u.Debugf("closure: %d store paths; squashfs %s, encoder %s", len(cl.Paths), img.Compressor, img.Compressor.EncoderName())
+	img.Progress = func(p squashfs.Progress) {
+		u.Progress("image: %s / %s, %d / %d files", humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Files, p.TotalFiles)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	var res *builder.InitrdResult
+	err := builder.CreateAtomic(out, func(f *os.File) error {
+		var err error
+		res, err = builder.WriteInitrd(c.Context, f, cl, builder.InitrdOptions{Image: img, Initrd: seg, Bases: bases})
+		return err
+	})
+	u.Done()
 	if err != nil {
-		return fmt.Errorf("creating output: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := write(f); err != nil {
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	for _, warning := range res.Initrd.Warnings {
+		u.Warnf("%s: %s", out, warning)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
+	u.Infof("%s: %s (%d base initrd(s), then a %s store image of %d paths, %s segment), in %s",
+		out, humanBytes(res.Initrd.Size), len(bases), humanBytes(res.Image.OutputBytes), len(cl.Paths),
+		seg.Compression, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

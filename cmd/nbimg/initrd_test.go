@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 // initrdInputs writes two odd-sized bases (one a real cpio archive) and an
@@ -146,5 +148,47 @@ func TestInitrdCommandErrors(t *testing.T) {
 			}
 			assertNoTemp(t, dir)
 		})
+	}
+}
+
+// TestInitrdFromClosure builds the store image from the fixture's closure
+// straight into the segment: the result is the initrd netboot writes, and
+// the image in it is one unsquashfs reads.
+func TestInitrdFromClosure(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	nb := buildNetboot(t, f)
+	out := filepath.Join(t.TempDir(), "initrd")
+	code, _, errOut := runApp(t, "--quiet", "initrd", "-o", out, "--toplevel", f.Toplevel,
+		"--closure", f.ClosureDir, "--comp", "zstd -Xcompression-level 3")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, got := digest(t, out)
+	_, want := digest(t, filepath.Join(nb, "initrd"))
+	if got != want {
+		t.Fatal("nbimg initrd --toplevel differs from the initrd nbimg netboot writes")
+	}
+	unsquashfs := testutil.Tool(t, "unsquashfs", "squashfs-tools")
+	base, _ := os.ReadFile(f.Initrd)
+	ird, _ := os.ReadFile(out)
+	seg := ird[(len(base)+3)&^3:]
+	// The newc header of the image is 110 bytes plus its name padded to 4.
+	i := bytes.Index(seg, []byte("nix-store.squashfs\x00"))
+	if i < 0 {
+		t.Fatal("segment has no nix-store.squashfs")
+	}
+	body := (i + len("nix-store.squashfs\x00") + 3) &^ 3
+	img := filepath.Join(t.TempDir(), "store.img")
+	if err := os.WriteFile(img, seg[body:], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lst, err := exec.Command(unsquashfs, "-l", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unsquashfs -l: %v\n%s", err, lst)
+	}
+	for _, p := range f.StorePaths(t) {
+		if !strings.Contains(string(lst), "squashfs-root/"+filepath.Base(p)+"\n") {
+			t.Errorf("image lacks %s", p)
+		}
 	}
 }
