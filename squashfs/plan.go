@@ -65,7 +65,9 @@ type Stats struct {
 }
 
 // Plan is the layout of an image: a pure function of the tree, its file
-// contents and the options. Write carries it out.
+// contents and the options. Write carries it out without changing it, so a
+// plan can be written more than once (and gives the same bytes each time,
+// if the files have not changed).
 type Plan struct {
 	opts      Options
 	blockSize int
@@ -77,6 +79,7 @@ type Plan struct {
 	ids       []uint32
 	mkfsTime  uint32
 	stats     Stats
+	nfiles    int // files with data (not duplicates)
 }
 
 type inode struct {
@@ -92,9 +95,6 @@ type inode struct {
 	parent  *inode
 	entries []entry // directories, sorted
 	data    *fileData
-
-	ref     uint64 // inode reference, once written
-	written bool
 }
 
 type entry struct {
@@ -111,17 +111,11 @@ type fileData struct {
 	frag   int    // fragment index or -1
 	fragAt int    // offset in the fragment block
 	hash   []byte // sha256, when compared with another file
-
-	// set by Write
-	start  uint64
-	sizes  []uint32
-	sparse uint64
+	id     int    // index of its placement while writing
 }
 
 type frag struct {
-	used  int
-	start uint64
-	size  uint32
+	used int // bytes of tails
 }
 
 // item is one step of the data area: a file's blocks (and tail), or the
@@ -339,6 +333,8 @@ func (p *Plan) layoutData(ctx context.Context) error {
 			f.frag, f.fragAt = cur, p.frags[cur].used
 			p.frags[cur].used += tail
 		}
+		f.id = p.nfiles
+		p.nfiles++
 		p.items = append(p.items, item{file: f, frag: -1})
 	}
 	if cur >= 0 {

@@ -56,6 +56,7 @@ func TestNumbering(t *testing.T) {
 // range, and an index entry when a metadata block's worth has passed.
 func TestDirListing(t *testing.T) {
 	var entries []entry
+	refs := make([]uint64, 100000)
 	for i := range 1000 {
 		blk := uint64(i / 300 * 8000) // inode block changes every 300 entries
 		num := uint32(10 + i)
@@ -63,9 +64,10 @@ func TestDirListing(t *testing.T) {
 			num = 100000 // too far from the header's number
 		}
 		entries = append(entries, entry{name: fmt.Sprintf("entry-%04d-%s", i, strings.Repeat("x", 10)),
-			ino: &inode{typ: TypeFile, num: num, ref: blk<<16 | uint64(i%300*30)}})
+			ino: &inode{typ: TypeFile, num: num}})
+		refs[num-1] = blk<<16 | uint64(i%300*30)
 	}
-	b, index := dirListing(entries)
+	b, index := dirListing(entries, refs)
 	type hdr struct{ count, start, num int }
 	var hdrs []hdr
 	at := 0

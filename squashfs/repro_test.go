@@ -203,3 +203,44 @@ func TestLargeFile(t *testing.T) {
 	checkUnsquashfs(t, img, src)
 	checkSqfsdiff(t, img, []string{src}, "-comp", "zstd", "-b", "1M", "-mkfs-time", "1")
 }
+
+// TestPlanWrittenTwice checks that writing does not change the plan.
+func TestPlanWrittenTwice(t *testing.T) {
+	src := t.TempDir()
+	edgeTree(t, src, testBlock, 300)
+	tree, err := squashfs.DirTree(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := squashfs.NewPlan(context.Background(), tree, squashfs.Options{BlockSize: testBlock, MkfsTime: time.Unix(3, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sums []string
+	var stats []squashfs.Stats
+	for range 2 {
+		img := filepath.Join(t.TempDir(), "img")
+		f, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Start at an offset: the image is relative to where it begins.
+		f.Write([]byte("prefix"))
+		st, err := p.Write(context.Background(), f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(img)
+		if string(data[:6]) != "prefix" || int64(len(data)) != 6+st.OutputBytes {
+			t.Fatalf("image of %d bytes after the prefix, stats say %d", len(data)-6, st.OutputBytes)
+		}
+		os.WriteFile(img, data[6:], 0o644)
+		sums = append(sums, sha(t, img))
+		stats = append(stats, st)
+		checkUnsquashfs(t, img, src)
+	}
+	if sums[0] != sums[1] || stats[0] != stats[1] {
+		t.Fatalf("the same plan written twice differs: %v %v", stats[0], stats[1])
+	}
+}

@@ -89,10 +89,46 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// placedFile is where a file's data went in one image.
+type placedFile struct {
+	start  uint64
+	sizes  []uint32
+	sparse uint64 // bytes in all-zero blocks not stored
+}
+
+type placedFrag struct {
+	start uint64
+	size  uint32
+}
+
+// writer holds what one Write learns about the image: where blocks went
+// and where inodes are.
+type writer struct {
+	p     *Plan
+	files []placedFile // by fileData.id
+	frags []placedFrag
+	refs  []uint64 // inode references, by inode number - 1
+	done  []bool   // inode written, by inode number - 1
+	stats Stats
+}
+
 // Write carries out the plan: it reads and compresses the data on
 // Options.Processors workers, writes it in plan order, then writes the
-// metadata tables and finally the superblock. Write may be called once.
+// metadata tables and finally the superblock.
 func (p *Plan) Write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
+	iw := &writer{
+		p:     p,
+		files: make([]placedFile, p.nfiles),
+		frags: make([]placedFrag, len(p.frags)),
+		refs:  make([]uint64, len(p.inodes)),
+		done:  make([]bool, len(p.inodes)),
+		stats: p.stats,
+	}
+	return iw.write(ctx, w)
+}
+
+func (iw *writer) write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
+	p := iw.p
 	base, err := w.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return Stats{}, fmt.Errorf("squashfs: %w", err)
@@ -111,10 +147,10 @@ func (p *Plan) Write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
 		out.Write(hdr)
 		out.Write(opts)
 	}
-	if err := p.writeData(ctx, out); err != nil {
+	if err := iw.writeData(ctx, out); err != nil {
 		return Stats{}, err
 	}
-	sb, err := p.writeTables(out, enc)
+	sb, err := iw.writeTables(out, enc)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -134,9 +170,8 @@ func (p *Plan) Write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
 	if _, err := w.Seek(base+int64(end), io.SeekStart); err != nil {
 		return Stats{}, fmt.Errorf("squashfs: %w", err)
 	}
-	st := p.stats
-	st.OutputBytes = int64(end)
-	return st, nil
+	iw.stats.OutputBytes = int64(end)
+	return iw.stats, nil
 }
 
 // job is one block on its way from the reader through a worker to the
@@ -155,7 +190,8 @@ type job struct {
 	nfiles int
 }
 
-func (p *Plan) writeData(ctx context.Context, out *countWriter) error {
+func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
+	p := iw.p
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	workers := p.opts.Processors
@@ -218,7 +254,7 @@ func (p *Plan) writeData(ctx context.Context, out *countWriter) error {
 			delete(pending, next)
 			next++
 			if err == nil {
-				err = p.place(out, j, &prog)
+				err = iw.place(out, j, &prog)
 				if err != nil {
 					cancel()
 				}
@@ -257,7 +293,7 @@ func compressJob(j *job, enc encoder, zero []byte) {
 }
 
 // place writes a finished block and records where it went.
-func (p *Plan) place(out *countWriter, j *job, prog *Progress) error {
+func (iw *writer) place(out *countWriter, j *job, prog *Progress) error {
 	if j.err != nil {
 		name := fmt.Sprintf("fragment %d", j.frag)
 		if j.file != nil {
@@ -269,7 +305,7 @@ func (p *Plan) place(out *countWriter, j *job, prog *Progress) error {
 	start := out.pos
 	switch {
 	case j.sparse:
-		p.stats.SparseBlocks++
+		iw.stats.SparseBlocks++
 	case j.raw:
 		size = uint32(len(j.buf)) | dataRaw
 		if _, err := out.Write(j.buf); err != nil {
@@ -283,18 +319,17 @@ func (p *Plan) place(out *countWriter, j *job, prog *Progress) error {
 	}
 	prog.Bytes += j.nbytes
 	prog.Files += j.nfiles
-	if p.opts.Progress != nil {
-		p.opts.Progress(*prog)
+	if iw.p.opts.Progress != nil {
+		iw.p.opts.Progress(*prog)
 	}
 	if j.file == nil {
-		f := p.frags[j.frag]
-		f.start, f.size = start, size
+		iw.frags[j.frag] = placedFrag{start, size}
 		return nil
 	}
 	if !j.sparse {
-		p.stats.DataBlocks++
+		iw.stats.DataBlocks++
 	}
-	f := j.file
+	f := &iw.files[j.file.id]
 	if len(f.sizes) == 0 {
 		f.start = start
 	}
@@ -480,15 +515,16 @@ func (b le) u64(v uint64) le { return binary.LittleEndian.AppendUint64(b, v) }
 
 // tables holds the inode and directory tables while they are built.
 type tables struct {
-	p      *Plan
+	*writer
 	inodes metaWriter
 	dirs   metaWriter
 }
 
 // writeTables writes the metadata after the data and returns the
 // superblock.
-func (p *Plan) writeTables(out *countWriter, enc encoder) ([]byte, error) {
-	t := &tables{p: p, inodes: metaWriter{enc: enc}, dirs: metaWriter{enc: enc}}
+func (iw *writer) writeTables(out *countWriter, enc encoder) ([]byte, error) {
+	p := iw.p
+	t := &tables{writer: iw, inodes: metaWriter{enc: enc}, dirs: metaWriter{enc: enc}}
 	if err := t.writeDir(p.root); err != nil {
 		return nil, err
 	}
@@ -506,7 +542,7 @@ func (p *Plan) writeTables(out *countWriter, enc encoder) ([]byte, error) {
 	out.Write(dtab)
 
 	var fragTab le
-	for _, f := range p.frags {
+	for _, f := range iw.frags {
 		fragTab = fragTab.u64(f.start).u32(f.size).u32(0)
 	}
 	fragStart, err := writeLookup(out, enc, fragTab)
@@ -514,8 +550,8 @@ func (p *Plan) writeTables(out *countWriter, enc encoder) ([]byte, error) {
 		return nil, err
 	}
 	var exp le
-	for _, ino := range p.inodes {
-		exp = exp.u64(ino.ref)
+	for _, ref := range iw.refs {
+		exp = exp.u64(ref)
 	}
 	exportStart, err := writeLookup(out, enc, exp)
 	if err != nil {
@@ -552,7 +588,7 @@ func (p *Plan) writeTables(out *countWriter, enc encoder) ([]byte, error) {
 	}
 	sb := le(nil).u32(magic).u32(uint32(len(p.inodes))).u32(p.mkfsTime).u32(uint32(p.blockSize)).
 		u32(uint32(len(p.frags))).u16(p.comp.id()).u16(blockLog).u16(flags).u16(uint16(len(p.ids))).
-		u16(4).u16(0).u64(p.root.ref).u64(out.pos).u64(idStart).u64(invalidTable).
+		u16(4).u16(0).u64(iw.refs[p.root.num-1]).u64(out.pos).u64(idStart).u64(invalidTable).
 		u64(inodeStart).u64(dirStart).u64(fragStart).u64(exportStart)
 	return sb, nil
 }
@@ -580,7 +616,7 @@ func writeLookup(out *countWriter, enc encoder, entries []byte) (uint64, error) 
 // (children first, so that the listing can refer to them).
 func (t *tables) writeDir(d *inode) error {
 	for _, e := range d.entries {
-		if e.ino.written {
+		if t.done[e.ino.num-1] {
 			continue
 		}
 		if e.ino.typ == TypeDir {
@@ -591,7 +627,7 @@ func (t *tables) writeDir(d *inode) error {
 			return err
 		}
 	}
-	listing, index := dirListing(d.entries)
+	listing, index := dirListing(d.entries, t.refs)
 	startBlock, startOff := t.dirs.pos()
 	// Index entries name the directory-table block that holds the header
 	// they point at.
@@ -609,7 +645,7 @@ func (t *tables) writeDir(d *inode) error {
 	if err := t.dirs.write(listing[at:]); err != nil {
 		return err
 	}
-	parent := uint32(len(t.p.inodes) + 1)
+	parent := uint32(len(t.refs) + 1)
 	if d.parent != nil {
 		parent = d.parent.num
 	}
@@ -628,8 +664,8 @@ func (t *tables) writeDir(d *inode) error {
 			u16(uint16(len(index))).u16(startOff).u32(noXattr)
 		b = append(b, idx...)
 	}
-	d.ref = t.inodes.ref()
-	d.written = true
+	t.refs[d.num-1] = t.inodes.ref()
+	t.done[d.num-1] = true
 	return t.inodes.write(b)
 }
 
@@ -643,22 +679,26 @@ func (t *tables) writeInode(ino *inode) error {
 	switch ino.typ {
 	case TypeFile:
 		f := ino.data
+		var pf placedFile
+		if f.size > 0 {
+			pf = t.files[f.id]
+		}
 		frag, fragAt := uint32(noFragment), uint32(0)
 		if f.frag >= 0 {
 			frag, fragAt = uint32(f.frag), uint32(f.fragAt)
 		}
 		// Like mksquashfs, report holes only for files with holes.
 		sparse := uint64(0)
-		if n.Holes && f.sparse > 0 {
-			sparse = min(f.sparse, uint64(f.size)-1)
+		if n.Holes && pf.sparse > 0 {
+			sparse = min(pf.sparse, uint64(f.size)-1)
 		}
-		if ino.nlink == 1 && f.start < 1<<32 && f.size < 1<<32 && sparse == 0 {
-			b = t.header(ino, inoFile).u32(uint32(f.start)).u32(frag).u32(fragAt).u32(uint32(f.size))
+		if ino.nlink == 1 && pf.start < 1<<32 && f.size < 1<<32 && sparse == 0 {
+			b = t.header(ino, inoFile).u32(uint32(pf.start)).u32(frag).u32(fragAt).u32(uint32(f.size))
 		} else {
-			b = t.header(ino, inoLFile).u64(f.start).u64(uint64(f.size)).u64(sparse).
+			b = t.header(ino, inoLFile).u64(pf.start).u64(uint64(f.size)).u64(sparse).
 				u32(ino.nlink).u32(frag).u32(fragAt).u32(noXattr)
 		}
-		for _, s := range f.sizes {
+		for _, s := range pf.sizes {
 			b = b.u32(s)
 		}
 	case TypeSymlink:
@@ -670,8 +710,8 @@ func (t *tables) writeInode(ino *inode) error {
 	case TypeFifo, TypeSocket:
 		b = t.header(ino, basicType(ino.typ)).u32(ino.nlink)
 	}
-	ino.ref = t.inodes.ref()
-	ino.written = true
+	t.refs[ino.num-1] = t.inodes.ref()
+	t.done[ino.num-1] = true
 	return t.inodes.write(b)
 }
 
@@ -684,7 +724,7 @@ type dirIndex struct {
 // header every 256 entries, when the inode block changes, when an inode
 // number is too far from the header's, and when the listing since the last
 // index point would pass a metadata block (which also adds an index entry).
-func dirListing(entries []entry) ([]byte, []dirIndex) {
+func dirListing(entries []entry, refs []uint64) ([]byte, []dirIndex) {
 	var (
 		b         le
 		index     []dirIndex
@@ -695,8 +735,9 @@ func dirListing(entries []entry) ([]byte, []dirIndex) {
 		lastIndex = 0
 	)
 	for _, e := range entries {
-		blk := uint32(e.ino.ref >> 16)
-		off := uint16(e.ino.ref)
+		ref := refs[e.ino.num-1]
+		blk := uint32(ref >> 16)
+		off := uint16(ref)
 		delta := int64(e.ino.num) - int64(hdrNum)
 		grow := len(b) + 8 + len(e.name) - lastIndex
 		if count == 256 || blk != hdrBlock || hdrAt >= 0 && grow > metaSize || delta > 32767 || delta < -32768 {
