@@ -11,12 +11,16 @@
 // Writing happens in two steps. NewPlan decides, as a pure function of the
 // tree, its file contents and the Options, where everything goes: inode
 // numbers (depth-first, entries sorted bytewise, the root last, as mksquashfs
-// numbers them), which files are duplicates of earlier ones, which file tails
-// share which fragment block, and the order of data blocks in the image.
-// Plan.Write then reads, compresses (on Options.Processors workers, with a
-// bounded window of in-flight blocks) and writes the blocks in that order,
-// followed by the inode, directory, fragment, export and id tables. The
-// output is byte-identical for any number of processors.
+// numbers them), which files are duplicates of earlier ones (only files whose
+// size matches another file's are read, to compare sha256 sums), which file
+// tails share which fragment block, and the order of data blocks in the
+// image. Plan.Write then reads, compresses (on Options.Processors workers,
+// with a window of 2×Processors+2 blocks in flight, so memory does not grow
+// with the input) and writes the blocks in that order, followed by the
+// inode, directory, fragment, export and id tables; the superblock is
+// written last, at the offset where the image started. Write does not
+// change the plan. The output is byte-identical for any number of
+// processors; a file that changes while it is read is an error (ErrChanged).
 //
 // The on-disk choices follow mksquashfs 4.5 so that sqfsdiff finds no
 // difference to an image it makes with matching options: basic or extended
@@ -28,7 +32,18 @@
 // (its -tailends).
 //
 // Compressors are named with mksquashfs's -comp syntax (ParseCompressor):
-// zstd, xz, gzip, or "none" for an image with nothing compressed.
+// zstd, xz, gzip, or "none" for an image with nothing compressed (what
+// mksquashfs -noI -noId -noD -noF -noX writes). zstd uses libzstd through
+// cgo, or github.com/klauspost/compress when built with CGO_ENABLED=0 (see
+// EncoderName); every block is one zstd frame whose window is at most the
+// block, as the kernel requires. xz writes CRC32-checked streams (the
+// kernel's decoder knows no CRC64) and supports only a dictionary as large
+// as the block, because github.com/ulikunitz/xz writes corrupt streams when
+// incompressible input is longer than the dictionary.
+//
+// All-zero blocks are stored as holes. As with mksquashfs, the inode reports
+// them as sparse (an extended inode) only for host files that are sparse on
+// disk (Node.Holes).
 //
 // Limits: extended attributes are not written (the image says so with the
 // NO_XATTRS flag; Nix stores have none). There is no appending to an existing
