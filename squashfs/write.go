@@ -203,6 +203,13 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 	jobs := make(chan *job, window)
 	results := make(chan *job, window)
 
+	encs := make([]encoder, workers)
+	for i := range encs {
+		var err error
+		if encs[i], err = p.comp.newEncoder(p.blockSize); err != nil {
+			return fmt.Errorf("squashfs: %w", err)
+		}
+	}
 	var readErr error
 	go func() {
 		readErr = p.read(ctx, pool, jobs)
@@ -210,14 +217,7 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 	}()
 	var wg sync.WaitGroup
 	zero := make([]byte, p.blockSize)
-	for range workers {
-		enc, err := p.comp.newEncoder(p.blockSize)
-		if err != nil {
-			cancel()
-			for range jobs {
-			}
-			return fmt.Errorf("squashfs: %w", err)
-		}
+	for _, enc := range encs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -274,7 +274,7 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 }
 
 func compressJob(j *job, enc encoder, zero []byte) {
-	j.raw, j.sparse = false, false
+	j.raw, j.sparse, j.err = false, false, nil
 	if j.file != nil && bytes.Equal(j.buf, zero[:len(j.buf)]) {
 		j.sparse = true
 		return
@@ -383,7 +383,9 @@ func (p *Plan) read(ctx context.Context, pool <-chan *job, jobs chan<- *job) err
 			return err
 		}
 		nfiles++
-		nbytes += f.size % int64(p.blockSize) * int64(min(f.frag+1, 1))
+		if f.frag >= 0 {
+			nbytes += f.size % int64(p.blockSize) // the tail, reported with its fragment
+		}
 	}
 	return nil
 }
@@ -428,9 +430,9 @@ func (p *Plan) readFile(f *fileData, get func() (*job, error), send func(*job), 
 		send(j)
 	}
 	if left > 0 {
-		at := len(fragJob.buf)
-		fragJob.buf = fragJob.buf[:at+int(left)]
-		tail := fragJob.buf[at:]
+		// Tails are read in plan order, so each lands where the plan put it.
+		fragJob.buf = fragJob.buf[:f.fragAt+int(left)]
+		tail := fragJob.buf[f.fragAt:]
 		if _, err := io.ReadFull(r, tail); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return changed("file shrank")
