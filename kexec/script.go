@@ -62,8 +62,8 @@ func (s Script) CommandLine() (string, error) {
 	return strings.Join(args, " "), nil
 }
 
-// shellQuote quotes s for a POSIX shell: inside single quotes, with each
-// single quote written as '\”.
+// shellQuote quotes s for a POSIX shell: inside single quotes, each single
+// quote in s ending the quoted part, escaped with a backslash, and reopening it.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

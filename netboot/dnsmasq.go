@@ -1,0 +1,110 @@
+package netboot
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+)
+
+// ErrBadDnsmasq is returned for settings that cannot go in dnsmasq.conf.
+var ErrBadDnsmasq = errors.New("netboot: invalid dnsmasq setting")
+
+// Dnsmasq is a dnsmasq configuration that serves a PXE tree: TFTP from
+// TFTPRoot and, on each of ProxyNets, proxy DHCP, which answers PXE
+// clients with the boot file and leaves addresses to the network's own
+// DHCP server. DNS is turned off (port=0).
+type Dnsmasq struct {
+	// TFTPRoot is the absolute path of the directory to serve.
+	TFTPRoot string
+	// ProxyNets are the IPv4 networks to offer proxy DHCP on, each an
+	// address ("192.168.1.0") or a prefix ("192.168.1.0/24"). Without any,
+	// the configuration only serves TFTP, for a DHCP server that already
+	// sends next-server and the boot file.
+	ProxyNets []string
+	// BootFile is the file BIOS PXE clients load, relative to TFTPRoot;
+	// default PXELinuxName.
+	BootFile string
+	// MenuText names the boot service in the client's PXE menu.
+	MenuText string
+}
+
+// ParseProxyNet checks a --proxy-net value and returns the dnsmasq
+// dhcp-range it makes: "ADDR,proxy" for an address, "NET,proxy,MASK" for a
+// prefix (its host bits cleared).
+func ParseProxyNet(s string) (string, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if !p.Addr().Is4() {
+			return "", fmt.Errorf("%w: proxy network %q: proxy DHCP is IPv4 only", ErrBadDnsmasq, s)
+		}
+		p = p.Masked()
+		var mask [4]byte
+		for i := 0; i < p.Bits(); i++ {
+			mask[i/8] |= 0x80 >> (i % 8)
+		}
+		return fmt.Sprintf("%s,proxy,%s", p.Addr(), netip.AddrFrom4(mask)), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: proxy network %q: want an IPv4 network address such as 192.168.1.0 or 192.168.1.0/24", ErrBadDnsmasq, s)
+	}
+	if !a.Is4() {
+		return "", fmt.Errorf("%w: proxy network %q: proxy DHCP is IPv4 only", ErrBadDnsmasq, s)
+	}
+	return a.String() + ",proxy", nil
+}
+
+// Config returns the text of dnsmasq.conf.
+func (d Dnsmasq) Config() ([]byte, error) {
+	if !filepath.IsAbs(d.TFTPRoot) {
+		return nil, fmt.Errorf("%w: TFTP root %q is not an absolute path", ErrBadDnsmasq, d.TFTPRoot)
+	}
+	boot := d.BootFile
+	if boot == "" {
+		boot = PXELinuxName
+	}
+	text := d.MenuText
+	if text == "" {
+		text = "Network boot"
+	}
+	for _, f := range []struct{ name, v string }{{"TFTP root", d.TFTPRoot}, {"boot file", boot}, {"menu text", text}} {
+		if strings.ContainsAny(f.v, "\n\r\x00\"") {
+			return nil, fmt.Errorf("%w: %s %q has a line break, NUL or double quote", ErrBadDnsmasq, f.name, f.v)
+		}
+	}
+	if strings.Contains(boot, ",") {
+		return nil, fmt.Errorf("%w: boot file %q has a comma", ErrBadDnsmasq, boot)
+	}
+	var ranges []string
+	for _, n := range d.ProxyNets {
+		r, err := ParseProxyNet(n)
+		if err != nil {
+			return nil, err
+		}
+		ranges = append(ranges, r)
+	}
+	var b strings.Builder
+	b.WriteString("# dnsmasq configuration written by nbimg pxe: TFTP for the PXE tree and\n")
+	b.WriteString("# proxy DHCP, which tells PXE clients what to boot and leaves addresses to\n")
+	b.WriteString("# the network's DHCP server. Run as root: dnsmasq -d -C dnsmasq.conf\n")
+	b.WriteString("\n# No DNS.\nport=0\n")
+	b.WriteString("log-dhcp\n")
+	b.WriteString("dhcp-no-override\n")
+	b.WriteString("\nenable-tftp\n")
+	fmt.Fprintf(&b, "tftp-root=%s\n", d.TFTPRoot)
+	if len(ranges) == 0 {
+		b.WriteString("\n# No --proxy-net given: TFTP only. Point your DHCP server at this host\n")
+		fmt.Fprintf(&b, "# (next-server) with the boot file %s.\n", boot)
+	} else {
+		b.WriteString("\n# Proxy DHCP on these networks.\n")
+		for _, r := range ranges {
+			fmt.Fprintf(&b, "dhcp-range=%s\n", r)
+		}
+	}
+	// dnsmasq adds PXE's ".0" to a name without one.
+	service := strings.TrimSuffix(boot, ".0")
+	fmt.Fprintf(&b, "\n# BIOS PXE clients load %s (one service: no PXE menu).\n", boot)
+	fmt.Fprintf(&b, "pxe-service=x86PC,\"%s\",%s\n", text, service)
+	return []byte(b.String()), nil
+}
