@@ -1,7 +1,10 @@
 // Package netboot writes the boot glue that sits next to a kernel and an
-// initrd on a network-boot server. For now that is netboot.ipxe, the iPXE
-// script NixOS's netboot module writes, with fixed image names so the
-// directory can be served as is over TFTP or HTTP:
+// initrd on a network-boot server: netboot.ipxe (IPXE), the boot menus of a
+// PXE tree for pxelinux and iPXE (Menu, FindSyslinux) and the dnsmasq
+// configuration that serves it (Dnsmasq).
+//
+// netboot.ipxe is the iPXE script NixOS's netboot module writes, with fixed
+// image names so the directory can be served as is over TFTP or HTTP:
 //
 //	#!ipxe
 //	kernel --name bzImage bzImage init=<toplevel>/init initrd=initrd <kernel-params> ${cmdline}
@@ -12,7 +15,9 @@
 // netboot.xyz) sets it, so a menu can add kernel parameters.
 //
 // Limits: every field must fit on one line, and kernel parameters are
-// passed to iPXE as written; iPXE expands "${...}" inside them.
+// passed to iPXE as written; iPXE expands "${...}" inside them. The PXE
+// menus are for BIOS clients (pxelinux.0 and its BIOS modules); proxy DHCP
+// is IPv4 only.
 package netboot
 
 import (
