@@ -25,6 +25,21 @@ type Manifest struct {
 	Settings        ManifestSettings `json:"settings"`
 	Outputs         []ManifestOutput `json:"outputs"` // sorted by name
 	Timings         ManifestTimings  `json:"timings"`
+	// Entries describe each system of a command that writes several (pxe:
+	// one per menu entry, the first being Inputs' system).
+	Entries []ManifestEntry `json:"entries,omitempty"`
+}
+
+// ManifestEntry is one system of a multi-system output.
+type ManifestEntry struct {
+	Name       string `json:"name"`           // menu label, e.g. nixos-1
+	Title      string `json:"title"`          // menu text
+	Dir        string `json:"dir"`            // its files, relative to the output directory
+	Toplevel   string `json:"toplevel"`       // store path of the NixOS system
+	StorePaths int    `json:"store_paths"`    // paths in its closure
+	NarSize    uint64 `json:"nar_size"`       // their total NAR size
+	MkfsTime   int64  `json:"mkfs_time"`      // its store image's time, Unix seconds
+	Cmdline    string `json:"kernel_cmdline"` // what the menus pass (pxelinux adds initrd=)
 }
 
 // ManifestInputs describes the closure and the system.
