@@ -1,0 +1,262 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nbimg/nbimg/netboot"
+)
+
+// PXEOptions configure PXE.
+type PXEOptions struct {
+	// Image and Initrd say how each system's store image is built and
+	// appended; each system's base initrd is its toplevel's (Bases is
+	// ignored).
+	InitrdOptions
+	Cmdline   string          // extra kernel parameters for every entry
+	Serial    *netboot.Serial // serial console for pxelinux and the kernel; nil: none
+	LogLevel  int             // kernel loglevel=; -1 leaves the toplevel's
+	ProxyNets []string        // networks for dnsmasq's proxy DHCP
+	Syslinux  string          // directory with the syslinux files; "" is Debian's
+	Title     string          // menu title; "" picks one
+	Timeout   time.Duration   // before the first entry boots; 0 is netboot.DefaultMenuTimeout
+	// ToolVersion is recorded in the manifest.
+	ToolVersion string
+	// Logf, when set, receives a line per step.
+	Logf func(format string, args ...any)
+}
+
+// PXEResult describes a PXE directory.
+type PXEResult struct {
+	Systems  []InitrdResult // one per system, in menu order
+	Manifest *Manifest
+}
+
+// SubClosure returns the part of c that the store path root needs: root
+// and everything it refers to, directly or not, per c's references. The
+// result shares c's store and has no toplevel.
+func SubClosure(c *Closure, root string) (*Closure, error) {
+	if _, ok := c.Lookup(root); !ok {
+		return nil, fmt.Errorf("%s is not in the closure", root)
+	}
+	seen := map[string]bool{root: true}
+	queue := []string{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		info, ok := c.Lookup(p)
+		if !ok {
+			return nil, fmt.Errorf("closure is not closed: %s refers to a path it does not list", p)
+		}
+		for _, r := range info.References {
+			if !seen[r] {
+				seen[r] = true
+				queue = append(queue, r)
+			}
+		}
+	}
+	sub := &Closure{StoreDir: c.StoreDir, StoreRoot: c.StoreRoot}
+	for _, p := range c.Paths {
+		if seen[p.Path] {
+			sub.Paths = append(sub.Paths, p)
+		}
+	}
+	if len(sub.Paths) != len(seen) {
+		for p := range seen {
+			if _, ok := c.Lookup(p); !ok {
+				return nil, fmt.Errorf("closure is not closed: %s is referred to but not listed", p)
+			}
+		}
+	}
+	return sub, nil
+}
+
+// MenuTitle returns the menu text of a system: its name and version and
+// the start of its hash, e.g. "fixture 1.0 (5n0mckly)". The version is the
+// toplevel's nixos-version file when it has one.
+func MenuTitle(c *Closure) string {
+	t := c.Toplevel
+	base := path.Base(t.Path)
+	hash := base[:min(8, len(base))]
+	name := strings.TrimPrefix(t.Label, "nixos-system-")
+	if v, err := os.ReadFile(c.HostPath(t.Path + "/nixos-version")); err == nil {
+		if v := strings.TrimSpace(string(v)); v != "" && !strings.ContainsAny(v, "\n\r\x00") {
+			name = strings.TrimSuffix(name, "-"+v) + " " + v
+		}
+	}
+	return name + " (" + hash + ")"
+}
+
+// ErrDuplicateSystem is returned when PXE gets the same system twice.
+var ErrDuplicateSystem = errors.New("builder: the same system is given twice")
+
+// PXE writes dir for booting the systems over PXE, the first by default:
+//
+//	tftp/pxelinux.0, ldlinux.c32, menu.c32, libutil.c32   syslinux's
+//	tftp/pxelinux.cfg/default   the pxelinux menu
+//	tftp/<toplevel>/bzImage     each system's kernel
+//	tftp/<toplevel>/initrd      its initrd followed by its store image
+//	boot.ipxe                   the same menu for iPXE, files under tftp/
+//	dnsmasq.conf                TFTP from dir/tftp (its final absolute
+//	                            path), proxy DHCP on o.ProxyNets
+//	manifest.json
+//
+// <toplevel> is the base name of the system's store path. Each closure
+// must have a Toplevel. dir is replaced whole, or left alone on failure.
+func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PXEResult, error) {
+	start := time.Now()
+	if len(systems) == 0 {
+		return nil, ErrNoToplevel
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	syslinux, err := netboot.FindSyslinux(o.Syslinux)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	extra := []string{}
+	if o.Serial != nil {
+		extra = append(extra, o.Serial.KernelParam())
+	}
+	if o.LogLevel >= 0 {
+		extra = append(extra, "loglevel="+strconv.Itoa(o.LogLevel))
+	}
+	if s := strings.TrimSpace(o.Cmdline); s != "" {
+		extra = append(extra, s)
+	}
+	menu := netboot.Menu{Title: o.Title, Timeout: o.Timeout, Serial: o.Serial}
+	if menu.Title == "" {
+		menu.Title = "NixOS network boot"
+	}
+	seen := map[string]int{}
+	for i, c := range systems {
+		top := c.Toplevel
+		if top == nil {
+			return nil, ErrNoToplevel
+		}
+		if j, dup := seen[top.Path]; dup {
+			return nil, fmt.Errorf("%w: systems %d and %d are both %s", ErrDuplicateSystem, j+1, i+1, top.Path)
+		}
+		seen[top.Path] = i
+		menu.Entries = append(menu.Entries, netboot.Entry{
+			Title:        MenuTitle(c),
+			Dir:          path.Base(top.Path),
+			Init:         top.InitArg(),
+			KernelParams: strings.Join(top.KernelParams, " "),
+			Cmdline:      strings.Join(extra, " "),
+		})
+	}
+	cfg, err := menu.PXELinux()
+	if err != nil {
+		return nil, err
+	}
+	ipxe, err := menu.IPXE(netboot.TFTPDir)
+	if err != nil {
+		return nil, err
+	}
+	dnsmasq, err := netboot.Dnsmasq{
+		TFTPRoot:  filepath.Join(abs, netboot.TFTPDir),
+		ProxyNets: o.ProxyNets,
+		MenuText:  menu.Title,
+	}.Config()
+	if err != nil {
+		return nil, err
+	}
+
+	res := &PXEResult{}
+	err = WriteDirAtomic(abs, func(tmp string) error {
+		tftp := filepath.Join(tmp, netboot.TFTPDir)
+		if err := os.MkdirAll(filepath.Join(tftp, path.Dir(netboot.PXELinuxConfig)), 0o755); err != nil {
+			return err
+		}
+		var names []string
+		for _, n := range netboot.SyslinuxFiles {
+			logf("%s from %s", n, syslinux[n])
+			if err := copyFile(filepath.Join(tftp, n), syslinux[n], 0o644); err != nil {
+				return fmt.Errorf("syslinux: %w", err)
+			}
+			names = append(names, netboot.TFTPDir+"/"+n)
+		}
+		var imageTime time.Duration
+		m := &Manifest{}
+		for i, c := range systems {
+			e := menu.Entries[i]
+			top := c.Toplevel
+			edir := filepath.Join(tftp, e.Dir)
+			if err := os.Mkdir(edir, 0o755); err != nil {
+				return err
+			}
+			kernel := c.HostPath(top.Kernel)
+			logf("%s: kernel %s", netboot.EntryLabel(i), kernel)
+			if err := copyFile(filepath.Join(edir, netboot.KernelName), kernel, 0o644); err != nil {
+				return fmt.Errorf("kernel: %w", err)
+			}
+			f, err := os.OpenFile(filepath.Join(edir, netboot.InitrdName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return err
+			}
+			iopts := o.InitrdOptions
+			iopts.Bases = []string{c.HostPath(top.Initrd)}
+			imageStart := time.Now()
+			ir, err := WriteInitrd(ctx, f, c, iopts)
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("initrd: %w", cerr)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", top.Path, err)
+			}
+			imageTime += time.Since(imageStart)
+			res.Systems = append(res.Systems, *ir)
+			if i == 0 {
+				m = newManifest("pxe", o.ToolVersion, c, iopts, ir)
+				m.Inputs.Kernel = kernel
+				m.Inputs.Initrd = iopts.Bases[0]
+				m.Inputs.Cmdline = menu.CommandLine(0)
+			}
+			rel := netboot.TFTPDir + "/" + e.Dir
+			m.Entries = append(m.Entries, ManifestEntry{
+				Name: netboot.EntryLabel(i), Title: e.Title, Dir: rel, Toplevel: top.Path,
+				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: ir.MkfsTime,
+				Cmdline: menu.CommandLine(i),
+			})
+			names = append(names, rel+"/"+netboot.KernelName, rel+"/"+netboot.InitrdName)
+		}
+		for _, f := range []struct {
+			name string
+			data []byte
+		}{
+			{netboot.TFTPDir + "/" + netboot.PXELinuxConfig, cfg},
+			{netboot.MenuName, ipxe},
+			{netboot.DnsmasqName, dnsmasq},
+		} {
+			if err := os.WriteFile(filepath.Join(tmp, filepath.FromSlash(f.name)), f.data, 0o644); err != nil {
+				return err
+			}
+			names = append(names, f.name)
+		}
+		if err := m.addOutputs(tmp, names...); err != nil {
+			return err
+		}
+		m.Timings.Squashfs = seconds(imageTime)
+		m.Timings.Total = seconds(time.Since(start))
+		res.Manifest = m
+		return m.write(tmp)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
