@@ -28,6 +28,20 @@ type Manifest struct {
 	// Entries describe each system of a command that writes several (pxe:
 	// one per menu entry, the first being Inputs' system).
 	Entries []ManifestEntry `json:"entries,omitempty"`
+	// Pi describes a Raspberry Pi network image (pi-netimage).
+	Pi *ManifestPi `json:"pi,omitempty"`
+}
+
+// ManifestPi describes a Raspberry Pi network image.
+type ManifestPi struct {
+	Model           string   `json:"model"`              // pi3, pi4 or pi5
+	Name            string   `json:"name"`               // the NFS root is os/<name>
+	NFSRoot         string   `json:"nfs_root"`           // HOST:/PATH in cmdline.txt
+	Kernel          string   `json:"kernel_name"`        // the kernel's file name in boot/
+	Firmware        string   `json:"firmware,omitempty"` // where the firmware files came from
+	DTBs            string   `json:"dtbs"`               // where the device trees came from
+	Serials         []string `json:"serials,omitempty"`  // boot/<serial>/ copies
+	RootOwnedByRoot bool     `json:"root_owned_by_root"` // false when not run as root
 }
 
 // ManifestEntry is one system of a multi-system output.
