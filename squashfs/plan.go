@@ -397,6 +397,7 @@ func hashAll(ctx context.Context, files []*fileData, workers int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			buf := make([]byte, 256<<10)
 			for {
 				mu.Lock()
 				if firstErr != nil || next == len(files) {
@@ -408,7 +409,7 @@ func hashAll(ctx context.Context, files []*fileData, workers int) error {
 				mu.Unlock()
 				err := ctx.Err()
 				if err == nil {
-					f.hash, err = hashFile(f)
+					f.hash, err = hashFile(f, buf)
 				}
 				if err != nil {
 					mu.Lock()
@@ -425,7 +426,7 @@ func hashAll(ctx context.Context, files []*fileData, workers int) error {
 	return firstErr
 }
 
-func hashFile(f *fileData) ([]byte, error) {
+func hashFile(f *fileData, buf []byte) ([]byte, error) {
 	h := sha256.New()
 	if f.node.Content != nil {
 		h.Write(f.node.Content)
@@ -436,7 +437,7 @@ func hashFile(f *fileData) ([]byte, error) {
 		return nil, fmt.Errorf("squashfs: %s: %w", f.path, err)
 	}
 	defer r.Close()
-	n, err := io.Copy(h, r)
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf)
 	if err != nil {
 		return nil, fmt.Errorf("squashfs: %s: read %s: %w", f.path, f.node.HostPath, err)
 	}
