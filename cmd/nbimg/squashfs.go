@@ -21,13 +21,13 @@ func squashfsCommand() *cli.Command {
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the image to `FILE`", Required: true, TakesFile: true},
 		&cli.StringFlag{Name: "comp", Usage: "compressor `SPEC` in mksquashfs syntax: \"zstd [-Xcompression-level 1..22]\", \"xz [-Xdict-size N|N%]\", \"gzip [-Xcompression-level 1..9]\" or \"none\" (default \"zstd\", level 15; with --closure/--toplevel \"" + builder.StoreImageComp + "\")"},
 		&cli.StringFlag{Name: "block-size", Usage: "data block `SIZE`, a power of two from 4K to 1M (default 128K; 1M with --closure/--toplevel)"},
-		&cli.IntFlag{Name: "processors", Usage: "compress on `N` threads (default: all CPUs); the output is the same for any N"},
-		&cli.Int64Flag{Name: "mkfs-time", Usage: "superblock time, `SECONDS` since 1970 (default $SOURCE_DATE_EPOCH, else the newest mtime of the input)"},
+		&cli.IntFlag{Name: "processors", Usage: "compress on `N` threads; the output is the same for any N", DefaultText: "all CPUs"},
+		&cli.Int64Flag{Name: "mkfs-time", Usage: "superblock time, `SECONDS` since 1970", DefaultText: "$SOURCE_DATE_EPOCH, else the newest mtime of the input"},
 		&cli.BoolFlag{Name: "all-root", Usage: "make every file owned by root (uid and gid 0)"},
-		&cli.Int64Flag{Name: "all-time", Usage: "set every file's mtime to `SECONDS` since 1970"},
+		&cli.Int64Flag{Name: "all-time", Usage: "set every file's mtime to `SECONDS` since 1970", DefaultText: "keep mtimes"},
 		&cli.StringFlag{Name: "root-mode", Usage: "permissions of the root directory, octal `MODE` such as 0755"},
 		&cli.BoolFlag{Name: "no-fragments", Usage: "store small files and tails in blocks of their own"},
-		&cli.BoolFlag{Name: "no-duplicates", Usage: "store identical files once each"},
+		&cli.BoolFlag{Name: "no-duplicates", Usage: "do not look for identical files: store each in full"},
 		&cli.BoolFlag{Name: "no-hardlinks", Usage: "store each hard link as a file of its own"},
 	}
 	return &cli.Command{
