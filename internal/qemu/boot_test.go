@@ -196,3 +196,36 @@ func appendStore(t *testing.T, cpio, stage1 string, squashfs []byte) string {
 	}
 	return out
 }
+
+// TestBootFixtureNFS boots the fixture's stage 1 in its NFS-root mode from
+// a tree laid out as nbimg's os/<name>/: nix/store with the closure and
+// nix-path-registration at the root.
+func TestBootFixtureNFS(t *testing.T) {
+	f := fixtureForBoot(t)
+	Require(t)
+	root := t.TempDir()
+	store := filepath.Join(root, "nix", "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cp := exec.Command("cp", append(append([]string{"-a"}, f.StorePaths(t)...), store)...)
+	if out, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("copying the closure: %v\n%s", err, out)
+	}
+	reg, err := os.ReadFile(filepath.Join(f.ClosureDir, "registration"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "nix-path-registration"), reg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeNFS(t, root, "fixture")
+	c := fixtureConfig(f)
+	c.Kernel, c.Initrd = f.Kernel, f.Initrd
+	c.Cmdline = f.Cmdline() + " fixture.root=nfs nfsroot=" + srv.NFSRoot() + " ip=dhcp fixture.check=none"
+	c.ExtraArgs = []string{"-nic", "user,model=virtio-net-pci"}
+	res := BootT(t, c)
+	if !strings.Contains(string(res.Console), "on the root file system (nfs4)") {
+		t.Errorf("stage 2 did not find /nix/store on NFS:\n%s", Tail(res.Console, 20))
+	}
+}
