@@ -9,7 +9,8 @@ import (
 	"os"
 	"path"
 	"runtime"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -159,119 +160,15 @@ func NewPlan(ctx context.Context, t *Tree, opts Options) (*Plan, error) {
 // number creates the inodes, numbered as mksquashfs does: depth-first with
 // entries in bytewise order, a directory before its entries, the root last.
 func (p *Plan) number(root *Node) error {
-	links := map[LinkID]*inode{}
-	idx := map[uint32]uint16{}
-	id := func(v uint32) (uint16, error) {
-		if i, ok := idx[v]; ok {
-			return i, nil
-		}
-		if len(p.ids) == maxIDs {
-			return 0, fmt.Errorf("squashfs: more than %d distinct uids and gids", maxIDs)
-		}
-		idx[v] = uint16(len(p.ids))
-		p.ids = append(p.ids, v)
-		return idx[v], nil
-	}
-	newInode := func(n *Node, pth string) (*inode, error) {
-		ino := &inode{typ: n.Type, node: n, path: pth, nlink: 1, perm: n.Perm & 0o7777}
-		mt := n.Mtime
-		if !p.opts.AllTime.IsZero() {
-			mt = p.opts.AllTime.Unix()
-		}
-		ino.mtime = uint32(min(max(mt, 0), 1<<32-1))
-		uid, gid := n.UID, n.GID
-		if p.opts.AllRoot {
-			uid, gid = 0, 0
-		}
-		var err error
-		if ino.uid, err = id(uid); err != nil {
-			return nil, err
-		}
-		if ino.gid, err = id(gid); err != nil {
-			return nil, err
-		}
-		switch n.Type {
-		case TypeDir, TypeSymlink, TypeBlockDev, TypeCharDev, TypeFifo, TypeSocket:
-		case TypeFile:
-			if n.Size < 0 || n.Content != nil && int64(len(n.Content)) != n.Size {
-				return nil, fmt.Errorf("squashfs: %s: size %d does not match its content (%d bytes)", pth, n.Size, len(n.Content))
-			}
-			if n.Content == nil && n.HostPath == "" && n.Size > 0 {
-				return nil, fmt.Errorf("squashfs: %s: file has neither content nor a host path", pth)
-			}
-			ino.data = &fileData{node: n, path: pth, size: n.Size, frag: -1}
-		default:
-			return nil, fmt.Errorf("squashfs: %s: unknown node type %d", pth, n.Type)
-		}
-		if n.Type == TypeSymlink && len(n.Target) > 1<<16 {
-			return nil, fmt.Errorf("squashfs: %s: symlink target too long", pth)
-		}
-		p.inodes = append(p.inodes, ino)
-		ino.num = uint32(len(p.inodes))
-		return ino, nil
-	}
-	var walk func(d *inode) error
-	walk = func(d *inode) error {
-		kids := append([]*Node(nil), d.node.Children...)
-		sort.Slice(kids, func(i, j int) bool { return kids[i].Name < kids[j].Name })
-		d.entries = make([]entry, 0, len(kids))
-		d.nlink = 2
-		for i, k := range kids {
-			pth := path.Join(d.path, k.Name)
-			if err := checkName(k.Name); err != nil {
-				return fmt.Errorf("%s: %w", pth, err)
-			}
-			if i > 0 && kids[i-1].Name == k.Name {
-				return fmt.Errorf("squashfs: %s: two entries with this name", pth)
-			}
-			if k.Link != (LinkID{}) && k.Type != TypeDir && !p.opts.NoHardlinks {
-				if ino, ok := links[k.Link]; ok {
-					ino.nlink++
-					d.entries = append(d.entries, entry{k.Name, ino})
-					continue
-				}
-			}
-			ino, err := newInode(k, pth)
-			if err != nil {
-				return err
-			}
-			if k.Link != (LinkID{}) && k.Type != TypeDir && !p.opts.NoHardlinks {
-				links[k.Link] = ino
-			}
-			d.entries = append(d.entries, entry{k.Name, ino})
-			if k.Type == TypeDir {
-				d.nlink++
-				ino.parent = d
-				if err := walk(ino); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	// The root is numbered last but its ids come first, as in mksquashfs.
-	rootPath := "/"
-	r := &inode{typ: TypeDir, node: root, path: rootPath, perm: root.Perm & 0o7777}
-	var err error
-	uid, gid := root.UID, root.GID
-	if p.opts.AllRoot {
-		uid, gid = 0, 0
-	}
-	if r.uid, err = id(uid); err != nil {
-		return err
-	}
-	if r.gid, err = id(gid); err != nil {
+	nb := &numberer{p: p, links: map[LinkID]*inode{}, ids: map[uint32]uint16{}}
+	r, err := nb.inode(root, "/") // the root's ids come first, its number last
+	if err != nil {
 		return err
 	}
 	if p.opts.RootMode != 0 {
 		r.perm = p.opts.RootMode & 0o7777
 	}
-	mt := root.Mtime
-	if !p.opts.AllTime.IsZero() {
-		mt = p.opts.AllTime.Unix()
-	}
-	r.mtime = uint32(min(max(mt, 0), 1<<32-1))
-	if err := walk(r); err != nil {
+	if err := nb.walk(r); err != nil {
 		return err
 	}
 	p.inodes = append(p.inodes, r)
@@ -290,10 +187,111 @@ func (p *Plan) number(root *Node) error {
 		}
 	}
 	p.stats.Inodes = len(p.inodes)
-	if p.opts.MkfsTime.IsZero() {
-		p.mkfsTime = uint32(newest)
-	} else {
-		p.mkfsTime = uint32(min(max(p.opts.MkfsTime.Unix(), 0), 1<<32-1))
+	p.mkfsTime = uint32(newest)
+	if !p.opts.MkfsTime.IsZero() {
+		p.mkfsTime = clampTime(p.opts.MkfsTime.Unix())
+	}
+	return nil
+}
+
+func clampTime(t int64) uint32 { return uint32(min(max(t, 0), 1<<32-1)) }
+
+type numberer struct {
+	p     *Plan
+	links map[LinkID]*inode
+	ids   map[uint32]uint16
+}
+
+// id returns the id table index of a uid or gid, adding it if new.
+func (nb *numberer) id(v uint32) (uint16, error) {
+	if i, ok := nb.ids[v]; ok {
+		return i, nil
+	}
+	if len(nb.p.ids) == maxIDs {
+		return 0, fmt.Errorf("squashfs: more than %d distinct uids and gids", maxIDs)
+	}
+	i := uint16(len(nb.p.ids))
+	nb.ids[v] = i
+	nb.p.ids = append(nb.p.ids, v)
+	return i, nil
+}
+
+// inode makes the (not yet numbered) inode of n.
+func (nb *numberer) inode(n *Node, pth string) (*inode, error) {
+	o := nb.p.opts
+	ino := &inode{typ: n.Type, node: n, path: pth, nlink: 1, perm: n.Perm & 0o7777, mtime: clampTime(n.Mtime)}
+	if !o.AllTime.IsZero() {
+		ino.mtime = clampTime(o.AllTime.Unix())
+	}
+	uid, gid := n.UID, n.GID
+	if o.AllRoot {
+		uid, gid = 0, 0
+	}
+	var err error
+	if ino.uid, err = nb.id(uid); err != nil {
+		return nil, err
+	}
+	if ino.gid, err = nb.id(gid); err != nil {
+		return nil, err
+	}
+	switch n.Type {
+	case TypeDir, TypeBlockDev, TypeCharDev, TypeFifo, TypeSocket:
+	case TypeSymlink:
+		if len(n.Target) >= 1<<16 {
+			return nil, fmt.Errorf("squashfs: %s: symlink target longer than 65535 bytes", pth)
+		}
+	case TypeFile:
+		if n.Size < 0 || n.Content != nil && int64(len(n.Content)) != n.Size {
+			return nil, fmt.Errorf("squashfs: %s: size %d does not match its content (%d bytes)", pth, n.Size, len(n.Content))
+		}
+		if n.Content == nil && n.HostPath == "" && n.Size > 0 {
+			return nil, fmt.Errorf("squashfs: %s: file has neither content nor a host path", pth)
+		}
+		ino.data = &fileData{node: n, path: pth, size: n.Size, frag: -1}
+	default:
+		return nil, fmt.Errorf("squashfs: %s: unknown node type %d", pth, n.Type)
+	}
+	return ino, nil
+}
+
+// walk numbers the entries of directory d and, recursively, below them.
+func (nb *numberer) walk(d *inode) error {
+	p := nb.p
+	kids := slices.Clone(d.node.Children)
+	slices.SortFunc(kids, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	d.entries = make([]entry, 0, len(kids))
+	d.nlink = 2
+	for i, k := range kids {
+		pth := path.Join(d.path, k.Name)
+		if err := checkName(k.Name); err != nil {
+			return fmt.Errorf("%s: %w", pth, err)
+		}
+		if i > 0 && kids[i-1].Name == k.Name {
+			return fmt.Errorf("squashfs: %s: two entries with this name", pth)
+		}
+		linked := k.Link != (LinkID{}) && k.Type != TypeDir && !p.opts.NoHardlinks
+		if ino, ok := nb.links[k.Link]; ok && linked {
+			ino.nlink++
+			d.entries = append(d.entries, entry{k.Name, ino})
+			continue
+		}
+		ino, err := nb.inode(k, pth)
+		if err != nil {
+			return err
+		}
+		p.inodes = append(p.inodes, ino)
+		ino.num = uint32(len(p.inodes))
+		if linked {
+			nb.links[k.Link] = ino
+		}
+		d.entries = append(d.entries, entry{k.Name, ino})
+		if k.Type == TypeDir {
+			d.nlink++
+			ino.parent = d
+			if err := nb.walk(ino); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
