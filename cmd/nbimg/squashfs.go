@@ -119,6 +119,7 @@ func runSquashfs(c *cli.Context) error {
 	u := newUI(c)
 	start := time.Now()
 	var tree *squashfs.Tree
+	u.Progress("reading the input tree")
 	if closureMode {
 		cl, err := builder.Load(c.Context, in)
 		if err != nil {
@@ -150,6 +151,7 @@ func runSquashfs(c *cli.Context) error {
 	out := c.String("output")
 	var st squashfs.Stats
 	err = squashfsWriteAtomic(out, func(f *os.File) error {
+		u.Progress("planning the image (reading files of equal size to find duplicates)")
 		p, err := squashfs.NewPlan(c.Context, tree, opts)
 		if err != nil {
 			return err
