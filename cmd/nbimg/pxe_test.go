@@ -308,5 +308,11 @@ func TestPXEBootsIPXEMenu(t *testing.T) {
 		Marker:      f.Marker,
 		FailMarkers: []string{f.FailMarker},
 	})
+	for _, w := range []string{"NixOS network boot", "fixture 1.0 (" + filepath.Base(f.Toplevel)[:8] + ")",
+		"tftp/" + filepath.Base(f.Toplevel) + "/bzImage"} {
+		if !strings.Contains(string(res.Console), w) {
+			t.Errorf("the console does not show %q: the iPXE menu did not run", w)
+		}
+	}
 	requireTopLine(t, res.Console, f.Toplevel)
 }
