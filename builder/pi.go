@@ -164,6 +164,7 @@ func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiRe
 			Registration: c.Registration(),
 			Init:         top.InitArg(),
 			BootDir:      bootDir,
+			BootFiles:    br.Files,
 			Progress:     o.Progress,
 		})
 		if err != nil {

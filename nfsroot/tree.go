@@ -36,9 +36,12 @@ type Root struct {
 	Registration []byte
 	// Init is what sbin/init links to, <toplevel>/init.
 	Init string
-	// BootDir, when set, is copied to boot/firmware (files 0644, directories
-	// 0755), as the Pi sees its boot files once booted.
-	BootDir string
+	// BootDir, when set, is the written boot/ directory: its BootFiles
+	// (relative names, see BootResult.Files) are copied to boot/firmware
+	// (files 0644, directories 0755), as the Pi sees its boot files once
+	// booted. Serial-number copies are left out.
+	BootDir   string
+	BootFiles []string
 	// Workers is how many store paths are copied at once; 0 is a few.
 	Workers int
 	// Progress, when set, is called after each store path with the number
@@ -133,12 +136,30 @@ func WriteRoot(ctx context.Context, dir string, r Root) (*RootStats, error) {
 		return nil, fmt.Errorf("nfsroot: %w", err)
 	}
 	fw := filepath.Join(bootDir, "firmware")
-	if r.BootDir != "" {
-		if err := c.copyPlain(fw, r.BootDir); err != nil {
+	if err := os.Mkdir(fw, 0o755); err != nil {
+		return nil, fmt.Errorf("nfsroot: %w", err)
+	}
+	var subdirs []string
+	for _, n := range r.BootFiles {
+		if !filepath.IsLocal(n) {
+			return nil, fmt.Errorf("nfsroot: boot file %q is not a relative path", n)
+		}
+		dst := filepath.Join(fw, filepath.FromSlash(n))
+		if d := filepath.Dir(dst); d != fw {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return nil, fmt.Errorf("nfsroot: %w", err)
+			}
+			subdirs = append(subdirs, d)
+		}
+		if err := c.copyPlain(dst, filepath.Join(r.BootDir, filepath.FromSlash(n))); err != nil {
 			return nil, err
 		}
-	} else if err := os.Mkdir(fw, 0o755); err != nil {
-		return nil, fmt.Errorf("nfsroot: %w", err)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(subdirs)))
+	for _, d := range subdirs {
+		if err := c.finish(d, 0o755, false); err != nil {
+			return nil, err
+		}
 	}
 	for _, d := range []string{fw, bootDir, filepath.Join(dir, "nix", "store"), filepath.Join(dir, "nix"), dir} {
 		if err := c.finish(d, 0o755, false); err != nil {

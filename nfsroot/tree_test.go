@@ -85,6 +85,8 @@ func TestWriteRoot(t *testing.T) {
 	os.MkdirAll(filepath.Join(boot, "overlays"), 0o700)
 	os.WriteFile(filepath.Join(boot, "config.txt"), []byte("arm_64bit=1\n"), 0o600)
 	os.WriteFile(filepath.Join(boot, "overlays/x.dtbo"), []byte("dtbo"), 0o600)
+	os.MkdirAll(filepath.Join(boot, "1a2b3c4d"), 0o755) // a serial-number copy: not copied
+	os.WriteFile(filepath.Join(boot, "1a2b3c4d/config.txt"), []byte("arm_64bit=1\n"), 0o600)
 	dir := t.TempDir()
 	var progress []int
 	st, err := WriteRoot(context.Background(), dir, Root{
@@ -92,6 +94,7 @@ func TestWriteRoot(t *testing.T) {
 		Registration: []byte("registration\n"),
 		Init:         "/nix/store/cccccccccccccccccccccccccccccccc-nixos-system/init",
 		BootDir:      boot,
+		BootFiles:    []string{"config.txt", "overlays/x.dtbo"},
 		Workers:      1,
 		Progress:     func(done, total int) { progress = append(progress, done, total) },
 	})
