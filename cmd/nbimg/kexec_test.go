@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/internal/testutil"
+)
+
+// buildKexec runs `nbimg kexec-tree` into a new directory.
+func buildKexec(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "kexec")
+	args = append([]string{"--quiet", "kexec-tree", "-o", dir, "--comp", "zstd -Xcompression-level 3"}, args...)
+	code, _, errOut := runApp(t, args...)
+	if code != exitOK {
+		t.Fatalf("nbimg %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return dir
+}
+
+func TestKexecTreeOutputs(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	dir := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--cmdline", "boot.shell_on_fail")
+	m := readManifest(t, dir)
+	var names []string
+	for _, o := range m.Outputs {
+		names = append(names, o.Name)
+		if _, sum := digest(t, filepath.Join(dir, o.Name)); sum != o.SHA256 {
+			t.Errorf("manifest sha256 of %s is %s, file has %s", o.Name, o.SHA256, sum)
+		}
+	}
+	if strings.Join(names, " ") != "bzImage initrd.gz kexec-boot kexec.tar.gz" || m.Command != "kexec-tree" {
+		t.Errorf("manifest command %q, outputs %v", m.Command, names)
+	}
+	cmdline := "init=" + f.Init + " " + f.KernelParams + " boot.shell_on_fail"
+	if m.Inputs.Cmdline != cmdline {
+		t.Errorf("manifest kernel_cmdline %q, want %q", m.Inputs.Cmdline, cmdline)
+	}
+	kernel, _ := os.ReadFile(f.Kernel)
+	if got, _ := os.ReadFile(filepath.Join(dir, "bzImage")); !bytes.Equal(got, kernel) {
+		t.Error("bzImage differs from the toplevel's kernel")
+	}
+	// initrd.gz: the base unchanged, then a segment cpio reads.
+	base, _ := os.ReadFile(f.Initrd)
+	ird, _ := os.ReadFile(filepath.Join(dir, "initrd.gz"))
+	if !bytes.HasPrefix(ird, base) {
+		t.Fatal("initrd.gz does not start with the toplevel's initrd")
+	}
+	cpio := testutil.Tool(t, "cpio", "cpio")
+	cmd := exec.Command(cpio, "-t", "--quiet")
+	cmd.Stdin = bytes.NewReader(ird[(len(base)+3)&^3:])
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "nix-store.squashfs" {
+		t.Errorf("cpio -t of the appended segment: %v\n%s", err, out)
+	}
+
+	// kexec-boot: executable, the command line, shellcheck-clean.
+	script := filepath.Join(dir, "kexec-boot")
+	st, err := os.Stat(script)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("kexec-boot: %v, mode %v", err, st.Mode())
+	}
+	text, _ := os.ReadFile(script)
+	if !strings.Contains(string(text), "\ncmdline='"+cmdline+"'\n") {
+		t.Errorf("kexec-boot does not set the command line %q:\n%s", cmdline, text)
+	}
+	sc := testutil.Tool(t, "shellcheck", "shellcheck")
+	if out, err := exec.Command(sc, "--severity=style", script).CombinedOutput(); err != nil {
+		t.Errorf("shellcheck kexec-boot: %v\n%s", err, out)
+	}
+
+	// The tarball, as GNU tar and bsdtar list and extract it.
+	tarball := filepath.Join(dir, "kexec.tar.gz")
+	tar := testutil.Tool(t, "tar", "tar")
+	out, err := exec.Command(tar, "--numeric-owner", "--utc", "-tvzf", tarball).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tar -tvzf: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var listed []string
+	for _, l := range lines {
+		fs := strings.Fields(l)
+		if len(fs) != 6 || fs[1] != "0/0" {
+			t.Errorf("tar -tvzf line %q: want owner 0/0", l)
+			continue
+		}
+		listed = append(listed, fs[0]+" "+fs[5])
+	}
+	if got := strings.Join(listed, "\n"); got != "drwxr-xr-x kexec/\n-rw-r--r-- kexec/bzImage\n-rw-r--r-- kexec/initrd.gz\n-rwxr-xr-x kexec/kexec-boot" {
+		t.Errorf("tar -tvzf:\n%s", out)
+	}
+	bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
+	x := t.TempDir()
+	if out, err := exec.Command(bsdtar, "-xzf", tarball, "-C", x).CombinedOutput(); err != nil {
+		t.Fatalf("bsdtar -x: %v\n%s", err, out)
+	}
+	for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot"} {
+		_, a := digest(t, filepath.Join(dir, n))
+		_, b := digest(t, filepath.Join(x, "kexec", n))
+		if a != b {
+			t.Errorf("kexec/%s in the tarball differs from %s", n, n)
+		}
+	}
+}
+
+// TestKexecTreeReproducible builds twice with different thread counts:
+// every file, the tarball included, has the same bytes, and the tarball's
+// time is SOURCE_DATE_EPOCH.
+func TestKexecTreeReproducible(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	a := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--processors", "1")
+	b := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--processors", "3")
+	for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot", "kexec.tar.gz"} {
+		_, sa := digest(t, filepath.Join(a, n))
+		_, sb := digest(t, filepath.Join(b, n))
+		if sa != sb {
+			t.Errorf("%s differs between --processors 1 and 3", n)
+		}
+	}
+	ma, mb := readManifest(t, a), readManifest(t, b)
+	ma.Timings, mb.Timings = builder.ManifestTimings{}, builder.ManifestTimings{}
+	ja, _ := json.Marshal(ma)
+	jb, _ := json.Marshal(mb)
+	if !bytes.Equal(ja, jb) {
+		t.Errorf("manifests differ beyond timings:\n%s\n%s", ja, jb)
+	}
+	tar := testutil.Tool(t, "tar", "tar")
+	out, err := exec.Command(tar, "--utc", "-tvzf", filepath.Join(a, "kexec.tar.gz")).CombinedOutput()
+	if err != nil || strings.Count(string(out), "2023-11-14 22:13") != 4 {
+		t.Errorf("tarball times are not SOURCE_DATE_EPOCH (2023-11-14 22:13): %v\n%s", err, out)
+	}
+}
+
+func TestKexecTreeErrors(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no toplevel", []string{"--closure", f.ClosureDir}, exitUsage, "--toplevel"},
+		{"missing kernel", []string{"--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--kernel", filepath.Join(tmp, "no-kernel")}, exitFailure, "no-kernel"},
+		{"bad compressor", []string{"--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--comp", "lzo"}, exitUsage, "lzo"},
+		{"arguments", []string{"--toplevel", f.Toplevel, "extra"}, exitUsage, "no arguments"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			code, _, errOut := runApp(t, append([]string{"kexec-tree", "-o", filepath.Join(parent, "kexec")}, tc.args...)...)
+			if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
+				t.Errorf("exit %d (want %d), stderr %q (want %q in at most two lines)", code, tc.code, errOut, tc.want)
+			}
+			if left, _ := os.ReadDir(parent); len(left) != 0 {
+				t.Errorf("left behind: %v", left)
+			}
+		})
+	}
+}
