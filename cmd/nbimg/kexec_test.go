@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -162,5 +164,81 @@ func TestKexecTreeErrors(t *testing.T) {
 				t.Errorf("left behind: %v", left)
 			}
 		})
+	}
+}
+
+// kexecTreeHash is the hash part of the store path the kexec test puts
+// the tree in.
+const kexecTreeHash = "33333333333333333333333333333333"
+
+// TestKexecTreeBoots is the proof that a kexec tree boots: QEMU boots the
+// fixture from an image that also holds the tree in a store path; stage 2
+// checks the store and runs the tree's kexec-boot with fixture.tag=kexec
+// (fixture.kexec=, see testdata/fixture/README.md), which loads the tree's
+// kernel and initrd.gz with kexec-tools and jumps into them. The marker must
+// come from that second system: its line carries the tag, which only
+// kexec-boot's arguments put on its command line.
+func TestKexecTreeBoots(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	qemu.Require(t)
+	if _, err := os.Stat(filepath.Join(f.Toplevel, "sw", "bin", "kexec")); err != nil {
+		testutil.SkipOrFail(t, "the fixture system has no kexec: install kexec-tools and rebuild it with `make fixture`")
+	}
+	tree := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--cmdline", "fixture.check=none")
+
+	// The first system's store: the closure plus the tree.
+	root := copyFixtureStore(t, f)
+	treePath := "/nix/store/" + kexecTreeHash + "-kexec-tree"
+	if err := os.Mkdir(filepath.Join(root, treePath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot"} {
+		data, err := os.ReadFile(filepath.Join(tree, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		perm := os.FileMode(0o444)
+		if n == "kexec-boot" {
+			perm = 0o555
+		}
+		if err := os.WriteFile(filepath.Join(root, treePath, n), data, perm); err != nil {
+			t.Fatal(err)
+		}
+		size += int64(len(data))
+	}
+	reg, err := os.ReadFile(filepath.Join(f.ClosureDir, "registration"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg = append(reg, fmt.Sprintf("%s\nsha256:%s\n%d\n\n0\n", treePath, strings.Repeat("0", 52), size)...)
+	regFile := filepath.Join(t.TempDir(), "registration")
+	if err := os.WriteFile(regFile, reg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(t.TempDir(), "first")
+	args := []string{"--quiet", "netboot", "-o", first, "--toplevel", f.Toplevel, "--closure", regFile,
+		"--store-root", root, "--comp", "zstd -Xcompression-level 3"}
+	if code, _, errOut := runApp(t, args...); code != exitOK {
+		t.Fatalf("nbimg %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+
+	res := qemu.BootT(t, qemu.Config{
+		Kernel:      filepath.Join(first, "bzImage"),
+		Initrd:      filepath.Join(first, "initrd"),
+		Cmdline:     ipxeCmdline(t, first) + " fixture.check=none fixture.kexec=" + treePath + "/kexec-boot",
+		Memory:      1024,
+		Marker:      f.Marker,
+		FailMarkers: []string{f.FailMarker},
+	})
+	if !strings.Contains(res.Line, "tag=kexec") {
+		t.Errorf("the marker %q is not the kexec'ed system's (no tag=kexec)", res.Line)
+	}
+	console := string(res.Console)
+	if !strings.Contains(console, "kexec-boot: loading "+treePath+"/bzImage") {
+		t.Errorf("the console does not show kexec-boot loading %s/bzImage", treePath)
+	}
+	if n := strings.Count(console, "Linux version"); n != 2 {
+		t.Errorf("the console shows %d kernels starting, want 2", n)
 	}
 }
