@@ -22,7 +22,7 @@ type PXEOptions struct {
 	InitrdOptions
 	Cmdline   string          // extra kernel parameters for every entry
 	Serial    *netboot.Serial // serial console for pxelinux and the kernel; nil: none
-	LogLevel  int             // kernel loglevel=; -1 leaves the toplevel's
+	LogLevel  string          // kernel loglevel=, e.g. "7"; "" leaves the toplevel's
 	ProxyNets []string        // networks for dnsmasq's proxy DHCP
 	Syslinux  string          // directory with the syslinux files; "" is Debian's
 	Title     string          // menu title; "" picks one
@@ -131,8 +131,11 @@ func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PX
 	if o.Serial != nil {
 		extra = append(extra, o.Serial.KernelParam())
 	}
-	if o.LogLevel >= 0 {
-		extra = append(extra, "loglevel="+strconv.Itoa(o.LogLevel))
+	if o.LogLevel != "" {
+		if n, err := strconv.Atoi(o.LogLevel); err != nil || n < 0 || n > 7 {
+			return nil, fmt.Errorf("loglevel %q: want a number from 0 to 7", o.LogLevel)
+		}
+		extra = append(extra, "loglevel="+o.LogLevel)
 	}
 	if s := strings.TrimSpace(o.Cmdline); s != "" {
 		extra = append(extra, s)

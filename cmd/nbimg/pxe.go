@@ -95,7 +95,7 @@ func runPXE(c *cli.Context) error {
 	}
 	opts := builder.PXEOptions{
 		Cmdline:   c.String("cmdline"),
-		LogLevel:  -1,
+		LogLevel:  c.String("loglevel"),
 		ProxyNets: c.StringSlice("proxy-net"),
 		Syslinux:  c.String("syslinux"),
 		Title:     c.String("title"),
@@ -113,7 +113,7 @@ func runPXE(c *cli.Context) error {
 		if err != nil || n < 0 || n > 7 {
 			return usageErrorf("--loglevel %q: want a number from 0 to 7", s)
 		}
-		opts.LogLevel = n
+		opts.LogLevel = strconv.Itoa(n)
 	}
 	if t := c.Int("menu-timeout"); t < 1 || t > 3600 {
 		return usageErrorf("--menu-timeout %d: want 1 to 3600 seconds", t)
