@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -56,7 +58,7 @@ func buildPi(t *testing.T, f *testutil.Fixture, fw string, extra ...string) stri
 	dir := filepath.Join(t.TempDir(), "pi")
 	args := append([]string{"--quiet", "pi-netimage", "-o", dir, "--toplevel", f.Toplevel,
 		"--closure", f.ClosureDir, "--firmware", fw}, extra...)
-	if !contains(extra, "--nfs-root") {
+	if !slices.Contains(extra, "--nfs-root") {
 		args = append(args, "--nfs-root", "192.168.1.2:/srv/nfs/pi")
 	}
 	code, _, errOut := runApp(t, args...)
@@ -66,16 +68,7 @@ func buildPi(t *testing.T, f *testutil.Fixture, fw string, extra ...string) stri
 	return dir
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func readFile(t *testing.T, name string) []byte {
+func piRead(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(name)
 	if err != nil {
@@ -99,17 +92,17 @@ func TestPiNetimageOutputs(t *testing.T) {
 			boot := filepath.Join(dir, "boot")
 
 			// config.txt is the golden file of nfsroot's tests for the model.
-			golden := readFile(t, filepath.Join("..", "..", "nfsroot", "testdata", "config-"+tc.model+".txt"))
-			if got := readFile(t, filepath.Join(boot, "config.txt")); !bytes.Equal(got, golden) {
+			golden := piRead(t, filepath.Join("..", "..", "nfsroot", "testdata", "config-"+tc.model+".txt"))
+			if got := piRead(t, filepath.Join(boot, "config.txt")); !bytes.Equal(got, golden) {
 				t.Errorf("config.txt:\n%s\nwant (nfsroot/testdata/config-%s.txt):\n%s", got, tc.model, golden)
 			}
 			wantCmdline := "root=/dev/nfs nfsroot=192.168.1.2:/srv/nfs/pi,vers=3,proto=tcp rw ip=dhcp rootwait init=" +
 				f.Init + " " + f.KernelParams + " fixture.check=none\n"
-			if got := string(readFile(t, filepath.Join(boot, "cmdline.txt"))); got != wantCmdline {
+			if got := string(piRead(t, filepath.Join(boot, "cmdline.txt"))); got != wantCmdline {
 				t.Errorf("cmdline.txt\n got %q\nwant %q", got, wantCmdline)
 			}
 			for file, src := range map[string]string{tc.kernel: f.Kernel, "initrd": f.Initrd} {
-				if !bytes.Equal(readFile(t, filepath.Join(boot, file)), readFile(t, src)) {
+				if !bytes.Equal(piRead(t, filepath.Join(boot, file)), piRead(t, src)) {
 					t.Errorf("boot/%s differs from %s", file, src)
 				}
 			}
@@ -121,9 +114,9 @@ func TestPiNetimageOutputs(t *testing.T) {
 
 			// The serial-number directory and boot/firmware in the root
 			// hold the same files as boot/.
-			top := listFiles(t, boot, "1a2b3c4d")
+			top := piListFiles(t, boot, "1a2b3c4d")
 			for _, other := range []string{filepath.Join(boot, "1a2b3c4d"), filepath.Join(dir, "os", name, "boot", "firmware")} {
-				if got := listFiles(t, other, ""); !equalMaps(got, top) {
+				if got := piListFiles(t, other, ""); !maps.Equal(got, top) {
 					t.Errorf("%s differs from boot/:\n%v\n%v", other, got, top)
 				}
 			}
@@ -145,14 +138,14 @@ func TestPiNetimageOutputs(t *testing.T) {
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("nix/store holds %v, want the closure %v", got, want)
 			}
-			if !bytes.Equal(readFile(t, filepath.Join(root, "nix-path-registration")), readFile(t, filepath.Join(f.ClosureDir, "registration"))) {
+			if !bytes.Equal(piRead(t, filepath.Join(root, "nix-path-registration")), piRead(t, filepath.Join(f.ClosureDir, "registration"))) {
 				t.Error("nix-path-registration differs from the closure's registration")
 			}
 			if l, err := os.Readlink(filepath.Join(root, "sbin", "init")); err != nil || l != f.Init {
 				t.Errorf("sbin/init -> %q, %v; want %s", l, err, f.Init)
 			}
 			if os.Geteuid() == 0 {
-				checkOwnedByRoot(t, root)
+				piCheckOwnedByRoot(t, root)
 			}
 
 			m := readManifest(t, dir)
@@ -176,7 +169,7 @@ func TestPiNetimageOutputs(t *testing.T) {
 
 // listFiles maps the regular files under dir (skipping the directory
 // skip) to their sha256.
-func listFiles(t *testing.T, dir, skip string) map[string]string {
+func piListFiles(t *testing.T, dir, skip string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -198,19 +191,7 @@ func listFiles(t *testing.T, dir, skip string) map[string]string {
 	return out
 }
 
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func checkOwnedByRoot(t *testing.T, root string) {
+func piCheckOwnedByRoot(t *testing.T, root string) {
 	t.Helper()
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -241,7 +222,7 @@ func TestPiNetimageNixAcceptsRoot(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	if out, err := nix(readFile(t, filepath.Join(root, "nix-path-registration")), "--load-db"); err != nil {
+	if out, err := nix(piRead(t, filepath.Join(root, "nix-path-registration")), "--load-db"); err != nil {
 		t.Fatalf("nix-store --load-db: %v\n%s", err, out)
 	}
 	if out, err := nix(nil, "--verify", "--check-contents"); err != nil || strings.Contains(out, "modified") {
@@ -266,7 +247,7 @@ func TestPiNetimageNixAcceptsRoot(t *testing.T) {
 	if err := os.Chmod(victim, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b := readFile(t, victim)
+	b := piRead(t, victim)
 	b[100] ^= 1
 	if err := os.WriteFile(victim, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -282,7 +263,7 @@ func TestPiNetimageDnsmasqAccepts(t *testing.T) {
 	for _, extra := range [][]string{nil, {"--proxy-net", "192.168.1.0/24", "--proxy-net", "10.0.0.5"}} {
 		dir := buildPi(t, f, piFirmware(t), extra...)
 		conf := filepath.Join(dir, "dnsmasq.conf")
-		text := readFile(t, conf)
+		text := piRead(t, conf)
 		if !bytes.Contains(text, []byte("tftp-root="+filepath.Join(dir, "boot")+"\n")) ||
 			!bytes.Contains(text, []byte("pxe-service=0,\"Raspberry Pi Boot\"\n")) {
 			t.Errorf("dnsmasq.conf:\n%s", text)
@@ -299,7 +280,7 @@ func TestPiNetimageDnsmasqAccepts(t *testing.T) {
 
 // treeDigest hashes every entry's name, type, mode, modification time and
 // content (or link target) below dir.
-func treeDigest(t *testing.T, dir string, skip ...string) string {
+func piTreeDigest(t *testing.T, dir string, skip ...string) string {
 	t.Helper()
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -307,7 +288,7 @@ func treeDigest(t *testing.T, dir string, skip ...string) string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if contains(skip, rel) {
+		if slices.Contains(skip, rel) {
 			return nil
 		}
 		fi, err := os.Lstat(p)
@@ -339,11 +320,11 @@ func TestPiNetimageReproducible(t *testing.T) {
 	a := buildPi(t, f, fw, "--tftp-root", "/srv/pi/boot", "--serial", "00c0ffee")
 	b := buildPi(t, f, fw, "--tftp-root", "/srv/pi/boot", "--serial", "00c0ffee")
 	// The output directories themselves get the time of the rename.
-	if da, db := treeDigest(t, a, ".", "manifest.json", "exports", "dnsmasq.conf", "os"), treeDigest(t, b, ".", "manifest.json", "exports", "dnsmasq.conf", "os"); da != db {
+	if da, db := piTreeDigest(t, a, ".", "manifest.json", "exports", "dnsmasq.conf", "os"), piTreeDigest(t, b, ".", "manifest.json", "exports", "dnsmasq.conf", "os"); da != db {
 		t.Error("two builds of the same input differ")
 	}
 	for _, n := range []string{"exports", "dnsmasq.conf"} {
-		if !bytes.Equal(readFile(t, filepath.Join(a, n)), readFile(t, filepath.Join(b, n))) {
+		if !bytes.Equal(piRead(t, filepath.Join(a, n)), piRead(t, filepath.Join(b, n))) {
 			t.Errorf("%s differs", n)
 		}
 	}
