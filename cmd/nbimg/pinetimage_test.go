@@ -377,3 +377,59 @@ func TestPiNetimageBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestPiNetimageToplevelFirmware uses a made-up system under a store root:
+// its firmware entry holds the Pi firmware and its dtbs the device trees;
+// it has no nixos-version, so the root needs --name.
+func TestPiNetimageToplevelFirmware(t *testing.T) {
+	storeRoot := t.TempDir()
+	top := "/nix/store/00000000000000000000000000000000-nixos-system-pi-24.11"
+	host := filepath.Join(storeRoot, top)
+	for name, content := range map[string]string{
+		"kernel": "arm64 Image", "initrd": "initrd", "init": "#!/bin/sh\n", "kernel-params": "console=ttyS1,115200",
+		"firmware/share/raspberrypi/boot/start4.elf": "start4", "firmware/share/raspberrypi/boot/fixup4.dat": "fixup4",
+		"firmware/share/raspberrypi/boot/bcm2711-rpi-4-b.dtb": "firmware's dtb",
+		"dtbs/broadcom/bcm2711-rpi-4-b.dtb":                   "kernel's dtb", "dtbs/overlays/hat.dtbo": "hat",
+	} {
+		p := filepath.Join(host, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := filepath.Join(t.TempDir(), "registration")
+	os.WriteFile(reg, []byte(top+"\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "pi")
+	args := []string{"pi-netimage", "-o", dir, "--toplevel", top, "--closure", reg, "--store-root", storeRoot,
+		"--nfs-root", "nas:/srv/pi"}
+	code, _, errOut := runApp(t, args...)
+	if code != exitFailure || !strings.Contains(errOut, "nixos-version") || !strings.Contains(errOut, "--name") {
+		t.Fatalf("without nixos-version: exit %d, %q; want a failure asking for --name", code, errOut)
+	}
+	code, _, errOut = runApp(t, append(args, "--name", "pi-test")...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(errOut, "warning: the system has no dtbs") {
+		t.Errorf("warned about dtbs: %s", errOut)
+	}
+	for file, want := range map[string]string{
+		"boot/start4.elf": "start4", "boot/kernel8.img": "arm64 Image", "boot/bcm2711-rpi-4-b.dtb": "kernel's dtb",
+		"boot/overlays/hat.dtbo": "hat", "os/pi-test/boot/firmware/start4.elf": "start4",
+	} {
+		if got := string(piRead(t, filepath.Join(dir, file))); got != want {
+			t.Errorf("%s = %q, want %q", file, got, want)
+		}
+	}
+	if got := string(piRead(t, filepath.Join(dir, "boot/cmdline.txt"))); got !=
+		"root=/dev/nfs nfsroot=nas:/srv/pi,vers=3 rw ip=dhcp rootwait init="+top+"/init console=ttyS1,115200\n" {
+		t.Errorf("cmdline.txt = %q", got)
+	}
+	m := readManifest(t, dir)
+	if m.Pi == nil || m.Pi.Firmware != filepath.Join(host, "firmware/share/raspberrypi/boot") {
+		t.Errorf("manifest pi %+v", m.Pi)
+	}
+}
