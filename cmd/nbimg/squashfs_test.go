@@ -111,4 +111,16 @@ func TestSquashfsCommandToplevel(t *testing.T) {
 	if !strings.Contains(string(b), "/nix-path-registration\n") || !strings.Contains(string(b), "/"+filepath.Base(s.Top)+"\n") {
 		t.Errorf("listing lacks the registration or the toplevel:\n%s", b)
 	}
+
+	// The same closure given as closureInfo gives the same image.
+	info := t.TempDir()
+	s.WriteClosureInfo(t, info)
+	out2 := filepath.Join(t.TempDir(), "store2.img")
+	code, _, stderr = runApp(t, "squashfs", "-o", out2, "--closure", info, "--comp", "zstd -Xcompression-level 6", "--mkfs-time", "1")
+	if code != exitOK {
+		t.Fatalf("--closure: exit %d: %s", code, stderr)
+	}
+	if fileSum(t, out) != fileSum(t, out2) {
+		t.Error("--toplevel and --closure of the same system give different images")
+	}
 }
