@@ -76,7 +76,13 @@ func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiRe
 		return nil, err
 	}
 	firmware := o.Firmware
-	if firmware == "" {
+	if firmware != "" {
+		abs, err := filepath.Abs(firmware)
+		if err != nil {
+			return nil, fmt.Errorf("firmware: %w", err)
+		}
+		firmware = abs
+	} else {
 		firmware = toplevelFirmware(c)
 		if firmware != "" {
 			logf("firmware from the toplevel: %s", firmware)

@@ -121,6 +121,13 @@ func (b Boot) Plan() (map[string]string, *BootResult, error) {
 	if _, err := ParseModel(string(b.Model)); err != nil {
 		return nil, nil, err
 	}
+	for what, f := range map[string]string{"kernel": b.Kernel, "initrd": b.Initrd} {
+		if st, err := os.Stat(f); err != nil {
+			return nil, nil, fmt.Errorf("nfsroot: %s: %w", what, err)
+		} else if !st.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("nfsroot: %s %s is not a regular file", what, f)
+		}
+	}
 	res := &BootResult{}
 	p := plan{}
 	if err := p.add(b.Model.KernelName(), b.Kernel); err != nil {

@@ -205,15 +205,10 @@ func (c Cmdline) Text() ([]byte, error) {
 			return nil, fmt.Errorf("%w: %s %q has a line break or NUL", ErrBadText, f.name, f.v)
 		}
 	}
+	if err := CheckNFSOptions(c.Options); err != nil {
+		return nil, err
+	}
 	opts := strings.Trim(strings.TrimSpace(c.Options), ",")
-	if strings.ContainsAny(opts, " \t") {
-		return nil, fmt.Errorf("%w: NFS options %q have white space", ErrBadText, c.Options)
-	}
-	for _, o := range strings.Split(opts, ",") {
-		if k, _, _ := strings.Cut(o, "="); k == "vers" || k == "nfsvers" {
-			return nil, fmt.Errorf("%w: NFS options %q set the version: cmdline.txt always asks for vers=3", ErrBadText, c.Options)
-		}
-	}
 	nfsroot := c.Root.String() + ",vers=3"
 	if opts != "" {
 		nfsroot += "," + opts
@@ -223,6 +218,22 @@ func (c Cmdline) Text() ([]byte, error) {
 		words = append(words, strings.Fields(p)...)
 	}
 	return []byte(strings.Join(words, " ") + "\n"), nil
+}
+
+// CheckNFSOptions checks --nfs-options: comma-separated mount options
+// without white space, and not the NFS version, which cmdline.txt fixes.
+func CheckNFSOptions(s string) error {
+	opts := strings.Trim(strings.TrimSpace(s), ",")
+	if strings.ContainsAny(opts, " \t\n\r\x00\"'") {
+		return fmt.Errorf("%w: NFS options %q have white space or quotes", ErrBadText, s)
+	}
+	for _, o := range strings.Split(opts, ",") {
+		switch k, _, _ := strings.Cut(o, "="); k {
+		case "vers", "nfsvers", "v2", "v3", "v4", "v4.0", "v4.1", "v4.2":
+			return fmt.Errorf("%w: NFS options %q set the version: cmdline.txt always asks for vers=3", ErrBadText, s)
+		}
+	}
+	return nil
 }
 
 // Exports is the /etc/exports line that shares the NFS root read-write

@@ -122,6 +122,8 @@ func TestCmdlineShape(t *testing.T) {
 		{Root: NFSRoot{Host: "h", Path: "/x"}, Init: "/i", KernelParams: "a\nb"},
 		{Root: NFSRoot{Host: "h", Path: "/x"}, Init: "/i", Options: "vers=4.1"},
 		{Root: NFSRoot{Host: "h", Path: "/x"}, Init: "/i", Options: "proto=tcp nolock"},
+		{Root: NFSRoot{Host: "h", Path: "/x"}, Init: "/i", Options: "nolock,nfsvers=4"},
+		{Root: NFSRoot{Host: "h", Path: "/x"}, Init: "/i", Options: "v4.1"},
 		{Root: NFSRoot{Host: "h", Path: "relative"}, Init: "/i"},
 	} {
 		if _, err := bad.Text(); err == nil {

@@ -75,6 +75,9 @@ func runPiNetimage(c *cli.Context) error {
 	if err != nil {
 		return usageErrorf("--nfs-root: %v", err)
 	}
+	if err := nfsroot.CheckNFSOptions(c.String("nfs-options")); err != nil {
+		return usageErrorf("--nfs-options: %v", err)
+	}
 	if n := c.String("name"); n != "" {
 		if err := nfsroot.CheckName(n); err != nil {
 			return usageErrorf("--name: %v", err)

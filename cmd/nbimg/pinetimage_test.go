@@ -356,7 +356,8 @@ func TestPiNetimageBadInput(t *testing.T) {
 		{"no toplevel", []string{"--firmware", fw, "--nfs-root", "nas:/srv", "--closure", f.ClosureDir}, exitUsage, "--toplevel"},
 		{"no firmware", append([]string{"--nfs-root", "nas:/srv"}, base...), exitFailure, "--firmware"},
 		{"firmware without start4.elf", append([]string{"--nfs-root", "nas:/srv", "--firmware", t.TempDir()}, base...), exitFailure, "start4.elf"},
-		{"nfs version in options", append([]string{"--firmware", fw, "--nfs-root", "nas:/srv", "--nfs-options", "vers=4"}, base...), exitFailure, "vers=4"},
+		{"nfs version in options", append([]string{"--firmware", fw, "--nfs-root", "nas:/srv", "--nfs-options", "vers=4"}, base...), exitUsage, "vers=4"},
+		{"missing kernel", append([]string{"--firmware", fw, "--nfs-root", "nas:/srv", "--kernel", "/no/such/kernel"}, base...), exitFailure, "/no/such/kernel"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := t.TempDir()
