@@ -39,6 +39,7 @@ import (
 	"net/netip"
 	"path"
 	"strings"
+	"unicode"
 )
 
 // Errors for settings that cannot go in the written files.
@@ -165,7 +166,7 @@ func ParseNFSRoot(s string) (NFSRoot, error) {
 		return NFSRoot{}, fmt.Errorf("%w %q: want HOST:/PATH, e.g. 192.168.1.2:/srv/nfs/nixos", ErrBadNFS, s)
 	case !path.IsAbs(p):
 		return NFSRoot{}, fmt.Errorf("%w %q: the path after %q must be absolute", ErrBadNFS, s, host+":")
-	case strings.ContainsAny(s, " \t\n\r\x00,\"'"):
+	case hasSpaceOrControl(s) || strings.ContainsAny(s, ",\"'"):
 		return NFSRoot{}, fmt.Errorf("%w %q: no spaces, commas or quotes allowed", ErrBadNFS, s)
 	}
 	if a, err := netip.ParseAddr(host); err == nil && !a.Is4() {
@@ -197,8 +198,8 @@ func (c Cmdline) Text() ([]byte, error) {
 	if _, err := ParseNFSRoot(c.Root.String()); err != nil {
 		return nil, err
 	}
-	if c.Init == "" || strings.ContainsAny(c.Init, " \t") {
-		return nil, fmt.Errorf("%w: init path %q is empty or has white space", ErrBadText, c.Init)
+	if !path.IsAbs(c.Init) || hasSpaceOrControl(c.Init) {
+		return nil, fmt.Errorf("%w: init path %q is not absolute or has white space", ErrBadText, c.Init)
 	}
 	for _, f := range []struct{ name, v string }{{"NFS options", c.Options}, {"init path", c.Init}, {"kernel params", c.KernelParams}, {"extra parameters", c.Extra}} {
 		if strings.ContainsAny(f.v, "\n\r\x00") {
@@ -224,7 +225,7 @@ func (c Cmdline) Text() ([]byte, error) {
 // without white space, and not the NFS version, which cmdline.txt fixes.
 func CheckNFSOptions(s string) error {
 	opts := strings.Trim(strings.TrimSpace(s), ",")
-	if strings.ContainsAny(opts, " \t\n\r\x00\"'") {
+	if hasSpaceOrControl(opts) || strings.ContainsAny(opts, "\"'") {
 		return fmt.Errorf("%w: NFS options %q have white space or quotes", ErrBadText, s)
 	}
 	for _, o := range strings.Split(opts, ",") {
@@ -344,4 +345,10 @@ func CheckName(name string) error {
 		return fmt.Errorf("%w: root name %q must be one path element without spaces, commas or colons", ErrBadText, name)
 	}
 	return nil
+}
+
+// hasSpaceOrControl reports whether s has white space or control
+// characters, which would split or break a line.
+func hasSpaceOrControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
 }
