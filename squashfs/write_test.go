@@ -42,9 +42,7 @@ func TestEdgeTreeAgainstTools(t *testing.T) {
 			}
 			checkUnsquashfs(t, img, src)
 			checkSqfsdiff(t, img, []string{src}, append(tc.args, "-b", "4096", "-mkfs-time", "1700000000")...)
-			if tc.comp == "zstd" {
-				checkDiskfs(t, img, src)
-			}
+			checkDiskfs(t, img, src)
 		})
 	}
 }
