@@ -41,7 +41,7 @@ const (
 	DefaultCPU     = "max"
 	DefaultMemory  = 512 // MiB
 	DefaultNIC     = "e1000"
-	DefaultTimeout = 5 * time.Minute
+	DefaultTimeout = 10 * time.Minute // only a hang reaches it: failures end boots early
 )
 
 // PanicMarker is what the kernel prints when it panics.
