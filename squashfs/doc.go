@@ -12,7 +12,8 @@
 // tree, its file contents and the Options, where everything goes: inode
 // numbers (depth-first, entries sorted bytewise, the root last, as mksquashfs
 // numbers them), which files are duplicates of earlier ones (only files whose
-// size matches another file's are read, to compare sha256 sums), which file
+// size matches another file's are read: the sha256 of their first 64 KiB,
+// then of the whole file for those still alike), which file
 // tails share which fragment block, and the order of data blocks in the
 // image. Plan.Write then reads, compresses (on Options.Processors workers,
 // with a window of 2×Processors+2 blocks in flight, so memory does not grow

@@ -343,36 +343,58 @@ func (p *Plan) layoutData(ctx context.Context) error {
 }
 
 // dedup points the inodes of files identical to an earlier file at the
-// earlier file's data. Only files whose size matches another's are read.
+// earlier file's data. Only files whose size matches another's are read:
+// first their first prefixLen bytes, then, for those still alike, all of
+// them.
 func (p *Plan) dedup(ctx context.Context, files []*fileData) error {
-	bySize := map[int64][]*fileData{}
-	for _, f := range files {
-		bySize[f.size] = append(bySize[f.size], f)
+	const prefixLen = 64 << 10
+	alike := func(fs []*fileData) [][]*fileData {
+		groups := map[string][]*fileData{}
+		var keys []string
+		for _, f := range fs {
+			k := fmt.Sprint(f.size, "/", string(f.hash))
+			if groups[k] == nil {
+				keys = append(keys, k)
+			}
+			groups[k] = append(groups[k], f)
+		}
+		var out [][]*fileData
+		for _, k := range keys {
+			if len(groups[k]) > 1 {
+				out = append(out, groups[k])
+			}
+		}
+		return out
 	}
 	var todo []*fileData
-	for _, f := range files {
-		if len(bySize[f.size]) > 1 && f.hash == nil {
-			f.hash = []byte{} // queued
-			todo = append(todo, f)
-		}
+	for _, g := range alike(files) { // by size
+		todo = append(todo, g...)
 	}
-	if err := hashAll(ctx, todo, p.opts.Processors); err != nil {
+	if err := hashAll(ctx, todo, p.opts.Processors, prefixLen); err != nil {
 		return err
 	}
-	seen := map[string]*fileData{}
+	var full []*fileData
+	for _, g := range alike(todo) { // by size and prefix
+		if g[0].size > prefixLen {
+			full = append(full, g...)
+		}
+	}
+	for _, f := range todo {
+		if f.size > prefixLen {
+			f.hash = nil // a prefix hash is not the file's hash
+		}
+	}
+	if err := hashAll(ctx, full, p.opts.Processors, -1); err != nil {
+		return err
+	}
 	same := map[*fileData]*fileData{}
-	for _, f := range files {
-		if f.hash == nil {
+	for _, g := range alike(todo) {
+		if g[0].hash == nil {
 			continue
 		}
-		key := string(f.hash) + fmt.Sprint(f.size)
-		if first, ok := seen[key]; ok {
-			if first != f {
-				same[f] = first
-			}
-			continue
+		for _, f := range g[1:] {
+			same[f] = g[0]
 		}
-		seen[key] = f
 	}
 	for _, ino := range p.inodes {
 		if first, ok := same[ino.data]; ok {
@@ -384,7 +406,9 @@ func (p *Plan) dedup(ctx context.Context, files []*fileData) error {
 	return nil
 }
 
-func hashAll(ctx context.Context, files []*fileData, workers int) error {
+// hashAll sets the sha256 of the first limit bytes (all if limit < 0) of
+// each file, on workers goroutines.
+func hashAll(ctx context.Context, files []*fileData, workers int, limit int64) error {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -407,7 +431,7 @@ func hashAll(ctx context.Context, files []*fileData, workers int) error {
 				mu.Unlock()
 				err := ctx.Err()
 				if err == nil {
-					f.hash, err = hashFile(f, buf)
+					f.hash, err = hashFile(f, buf, limit)
 				}
 				if err != nil {
 					mu.Lock()
@@ -424,10 +448,14 @@ func hashAll(ctx context.Context, files []*fileData, workers int) error {
 	return firstErr
 }
 
-func hashFile(f *fileData, buf []byte) ([]byte, error) {
+func hashFile(f *fileData, buf []byte, limit int64) ([]byte, error) {
+	want := f.size
+	if limit >= 0 {
+		want = min(f.size, limit)
+	}
 	h := sha256.New()
 	if f.node.Content != nil {
-		h.Write(f.node.Content)
+		h.Write(f.node.Content[:want])
 		return h.Sum(nil), nil
 	}
 	r, err := os.Open(f.node.HostPath)
@@ -435,12 +463,16 @@ func hashFile(f *fileData, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("squashfs: %s: %w", f.path, err)
 	}
 	defer r.Close()
-	n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, buf)
+	upTo := want
+	if want == f.size {
+		upTo++ // one byte more, to see the file has not grown
+	}
+	n, err := io.CopyBuffer(h, io.LimitReader(r, upTo), buf)
 	if err != nil {
 		return nil, fmt.Errorf("squashfs: %s: read %s: %w", f.path, f.node.HostPath, err)
 	}
-	if n != f.size {
-		return nil, fmt.Errorf("squashfs: %s: file changed size while read (%d bytes, was %d): %w", f.path, n, f.size, ErrChanged)
+	if n != want {
+		return nil, fmt.Errorf("squashfs: %s: file changed size while read (it was %d bytes): %w", f.path, f.size, ErrChanged)
 	}
 	return h.Sum(nil), nil
 }

@@ -244,3 +244,30 @@ func TestPlanWrittenTwice(t *testing.T) {
 		t.Fatalf("the same plan written twice differs: %v %v", stats[0], stats[1])
 	}
 }
+
+// TestDuplicates checks whole-file duplicate detection on files longer
+// than the prefix compared first.
+func TestDuplicates(t *testing.T) {
+	src := t.TempDir()
+	a := make([]byte, 300<<10)
+	for i := range a {
+		a[i] = byte(i * 7 / 13)
+	}
+	b := append([]byte(nil), a...)
+	b[len(b)-1]++ // same size and prefix as a, different end
+	c := append([]byte(nil), a...)
+	c[0]++ // same size, different start
+	for name, data := range map[string][]byte{"a1": a, "a2": a, "b": b, "c": c, "sub/a3": a, "small1": a[:100], "small2": a[:100]} {
+		os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755)
+		os.WriteFile(filepath.Join(src, name), data, 0o644)
+	}
+	img, st := dirImage(t, src, squashfs.Options{BlockSize: testBlock, MkfsTime: time.Unix(1, 0)})
+	if st.Duplicates != 3 || st.DuplicateBytes != 2*int64(len(a))+100 {
+		t.Errorf("%d duplicates of %d bytes, want 3 of %d", st.Duplicates, st.DuplicateBytes, 2*len(a)+100)
+	}
+	checkUnsquashfs(t, img, src)
+	_, st = dirImage(t, src, squashfs.Options{BlockSize: testBlock, MkfsTime: time.Unix(1, 0), NoDuplicates: true})
+	if st.Duplicates != 0 {
+		t.Errorf("NoDuplicates: %d duplicates", st.Duplicates)
+	}
+}
