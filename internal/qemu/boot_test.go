@@ -176,22 +176,29 @@ func appendStore(t *testing.T, cpio, stage1 string, squashfs []byte) string {
 	if err := os.WriteFile(filepath.Join(dir, "nix-store.squashfs"), squashfs, 0o444); err != nil {
 		t.Fatal(err)
 	}
+	return appendSegment(t, cpio, stage1, dir, "nix-store.squashfs")
+}
+
+// appendSegment returns initrd followed, at a 4-byte aligned offset, by an
+// uncompressed newc archive of the named entries of dir (made by cpio).
+func appendSegment(t *testing.T, cpio, initrd, dir string, names ...string) string {
+	t.Helper()
 	cmd := exec.Command(cpio, "-o", "-H", "newc", "-R", "0:0", "--reproducible", "--quiet")
 	cmd.Dir = dir
-	cmd.Stdin = strings.NewReader("nix-store.squashfs\n")
+	cmd.Stdin = strings.NewReader(strings.Join(names, "\n") + "\n")
 	seg, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("cpio: %v", err)
 	}
-	initrd, err := os.ReadFile(stage1)
+	b, err := os.ReadFile(initrd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for len(initrd)%4 != 0 {
-		initrd = append(initrd, 0)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
 	}
-	out := filepath.Join(dir, "initrd")
-	if err := os.WriteFile(out, append(initrd, seg...), 0o644); err != nil {
+	out := filepath.Join(t.TempDir(), "initrd")
+	if err := os.WriteFile(out, append(b, seg...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -227,5 +234,46 @@ func TestBootFixtureNFS(t *testing.T) {
 	res := BootT(t, c)
 	if !strings.Contains(string(res.Console), "on the root file system (nfs4)") {
 		t.Errorf("stage 2 did not find /nix/store on NFS:\n%s", Tail(res.Console, 20))
+	}
+}
+
+// TestBootFixtureKexec boots the fixture with a kexec tree appended to its
+// initrd; stage 2 runs the tree's kexec-boot, and the kernel it starts
+// boots the system a second time, which prints the marker. kexec-boot here
+// is a minimal hand-written one.
+func TestBootFixtureKexec(t *testing.T) {
+	f := fixtureForBoot(t)
+	Require(t)
+	cpio := testutil.Tool(t, "cpio", "cpio")
+	if _, err := os.Stat(filepath.Join(f.Toplevel, "sw", "bin", "kexec")); err != nil {
+		testutil.SkipOrFail(t, "the fixture has no kexec: install kexec-tools and run `make fixture`")
+	}
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "kexec")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range map[string]string{"bzImage": f.Kernel, "initrd.gz": f.RefInitrd} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tree, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := "#!/bin/sh\nset -eu\ndir=${0%/*}\n" +
+		"kexec --load \"$dir/bzImage\" --initrd=\"$dir/initrd.gz\" --command-line='" + f.Cmdline() + " fixture.check=none'\n" +
+		"kexec -e\n"
+	if err := os.WriteFile(filepath.Join(tree, "kexec-boot"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := fixtureConfig(f)
+	c.Kernel, c.Cmdline = f.Kernel, f.Cmdline()+" fixture.check=none fixture.kexec=/kexec"
+	c.Initrd = appendSegment(t, cpio, f.RefInitrd, dir, "kexec", "kexec/bzImage", "kexec/initrd.gz", "kexec/kexec-boot")
+	c.Memory = 1024
+	res := BootT(t, c)
+	if n := strings.Count(string(res.Console), "stage-1 ["); n < 2 || !strings.Contains(string(res.Console), "running /run/fixture-kexec/kexec-boot") {
+		t.Errorf("the marker did not come from a second, kexec'ed boot:\n%s", Tail(res.Console, 40))
 	}
 }
