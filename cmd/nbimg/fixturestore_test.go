@@ -69,3 +69,11 @@ func requireTopLine(t *testing.T, console []byte, top string) {
 		t.Fatalf("the console does not show stage 2 of %s", top)
 	}
 }
+
+// skipShort skips QEMU boots under -short: each takes 30-80 s under TCG.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU (tens of seconds under TCG)")
+	}
+}

@@ -179,6 +179,7 @@ const kexecTreeHash = "33333333333333333333333333333333"
 // come from that second system: its line carries the tag, which only
 // kexec-boot's arguments put on its command line.
 func TestKexecTreeBoots(t *testing.T) {
+	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.Require(t)
 	if _, err := os.Stat(filepath.Join(f.Toplevel, "sw", "bin", "kexec")); err != nil {

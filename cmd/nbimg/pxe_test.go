@@ -212,6 +212,7 @@ func pxeBootConfig(f *testutil.Fixture, dir string) qemu.Config {
 // TestPXEBootsDefault boots the tree over QEMU's TFTP: pxelinux.0 shows the
 // menu and boots the first entry by itself.
 func TestPXEBootsDefault(t *testing.T) {
+	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.RequireNetboot(t)
 	requireSyslinux(t)
@@ -277,6 +278,7 @@ func (k *keySender) send() {
 // TestPXEBootsSecondEntry picks the second system in pxelinux's menu with
 // the keyboard: the system booted must be that one.
 func TestPXEBootsSecondEntry(t *testing.T) {
+	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.RequireNetboot(t)
 	requireSyslinux(t)
@@ -298,6 +300,7 @@ func TestPXEBootsSecondEntry(t *testing.T) {
 // TestPXEBootsIPXEMenu boots boot.ipxe, whose menu boots the first entry
 // after its timeout.
 func TestPXEBootsIPXEMenu(t *testing.T) {
+	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.RequireNetboot(t)
 	requireSyslinux(t)
