@@ -160,7 +160,7 @@ func NewPlan(ctx context.Context, t *Tree, opts Options) (*Plan, error) {
 // number creates the inodes, numbered as mksquashfs does: depth-first with
 // entries in bytewise order, a directory before its entries, the root last.
 func (p *Plan) number(root *Node) error {
-	nb := &numberer{p: p, links: map[LinkID]*inode{}, ids: map[uint32]uint16{}}
+	nb := &numberer{p: p, links: map[LinkID]*inode{}, ids: map[uint32]uint16{}, dirs: map[*Node]bool{}}
 	r, err := nb.inode(root, "/") // the root's ids come first, its number last
 	if err != nil {
 		return err
@@ -200,6 +200,7 @@ type numberer struct {
 	p     *Plan
 	links map[LinkID]*inode
 	ids   map[uint32]uint16
+	dirs  map[*Node]bool // directories seen, against cycles
 }
 
 // id returns the id table index of a uid or gid, adding it if new.
@@ -257,6 +258,10 @@ func (nb *numberer) inode(n *Node, pth string) (*inode, error) {
 // walk numbers the entries of directory d and, recursively, below them.
 func (nb *numberer) walk(d *inode) error {
 	p := nb.p
+	if nb.dirs[d.node] {
+		return fmt.Errorf("squashfs: %s: the same directory node appears twice in the tree", d.path)
+	}
+	nb.dirs[d.node] = true
 	kids := slices.Clone(d.node.Children)
 	slices.SortFunc(kids, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 	d.entries = make([]entry, 0, len(kids))

@@ -141,6 +141,15 @@ func TestErrorsNameThePath(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("cycle", func(t *testing.T) {
+		tree := squashfs.NewTree()
+		d := &squashfs.Node{Name: "d", Type: squashfs.TypeDir, Perm: 0o755}
+		d.Children = append(d.Children, &squashfs.Node{Name: "loop", Type: squashfs.TypeDir, Perm: 0o755, Children: []*squashfs.Node{d}})
+		tree.Root.Add(d)
+		if err := write(tree); err == nil || !strings.Contains(err.Error(), "/d/loop/d") {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("block size", func(t *testing.T) {
 		_, err := squashfs.NewPlan(ctx, squashfs.NewTree(), squashfs.Options{BlockSize: 5000})
 		if err == nil {
