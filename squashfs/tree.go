@@ -86,18 +86,15 @@ func NewTree() *Tree {
 	return &Tree{Root: &Node{Type: TypeDir, Perm: 0o755}}
 }
 
-// Add adds n to dir, failing if the name is invalid or taken.
+// Add appends child to the directory n, failing if n is not a directory
+// or the name cannot be stored. Two entries with one name are reported by
+// NewPlan (checking here would make building a large directory quadratic).
 func (n *Node) Add(child *Node) error {
 	if n.Type != TypeDir {
 		return fmt.Errorf("squashfs: add %q: parent is a %s, not a directory", child.Name, n.Type)
 	}
 	if err := checkName(child.Name); err != nil {
 		return err
-	}
-	for _, c := range n.Children {
-		if c.Name == child.Name {
-			return fmt.Errorf("squashfs: add %q: %w", child.Name, fs.ErrExist)
-		}
 	}
 	n.Children = append(n.Children, child)
 	return nil
@@ -168,8 +165,13 @@ func DirTree(ctx context.Context, paths ...string) (*Tree, error) {
 	t := NewTree()
 	t.Root.Perm = 0o777
 	t.Root.UID, t.Root.GID = uint32(os.Getuid()), uint32(os.Getgid())
+	seen := map[string]string{}
 	for _, p := range paths {
 		name := filepath.Base(filepath.Clean(p))
+		if prev, ok := seen[name]; ok {
+			return nil, fmt.Errorf("squashfs: %s and %s would both be /%s: %w", prev, p, name, fs.ErrExist)
+		}
+		seen[name] = p
 		n, err := HostNode(ctx, name, p)
 		if err != nil {
 			return nil, err
@@ -243,11 +245,12 @@ func hostNode(p string) (*Node, error) {
 	case 0:
 		n.Type, n.Size, n.HostPath = TypeFile, st.Size(), p
 		n.Holes = sys.blocks*512 < n.Size
-		if f, err := os.Open(p); err != nil {
+		// Fail now, before any output, on a file that cannot be read.
+		f, err := os.Open(p)
+		if err != nil {
 			return nil, fmt.Errorf("squashfs: %w", err)
-		} else {
-			f.Close()
 		}
+		f.Close()
 	case fs.ModeSymlink:
 		n.Type = TypeSymlink
 		if n.Target, err = os.Readlink(p); err != nil {
