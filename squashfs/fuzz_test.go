@@ -31,6 +31,7 @@ func fuzzTree(data []byte) *squashfs.Tree {
 	tree := squashfs.NewTree()
 	tree.Root.Mtime = 7
 	dirs := []*squashfs.Node{tree.Root}
+	names := map[*squashfs.Node]map[string]bool{}
 	for i := 0; len(data) > 0 && i < 400; i++ {
 		parent := dirs[next()%len(dirs)]
 		op := next()
@@ -61,7 +62,13 @@ func fuzzTree(data []byte) *squashfs.Tree {
 			}
 			n.Content, n.Size = content, int64(size)
 		}
-		parent.Add(n) // duplicate names are dropped
+		if names[parent] == nil {
+			names[parent] = map[string]bool{}
+		}
+		if !names[parent][name] { // a name taken drops the entry
+			names[parent][name] = true
+			parent.Add(n)
+		}
 	}
 	return tree
 }
