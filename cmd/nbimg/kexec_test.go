@@ -3,14 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/initrd"
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
@@ -167,17 +168,15 @@ func TestKexecTreeErrors(t *testing.T) {
 	}
 }
 
-// kexecTreeHash is the hash part of the store path the kexec test puts
-// the tree in.
-const kexecTreeHash = "33333333333333333333333333333333"
-
 // TestKexecTreeBoots is the proof that a kexec tree boots: QEMU boots the
-// fixture from an image that also holds the tree in a store path; stage 2
-// checks the store and runs the tree's kexec-boot with fixture.tag=kexec
-// (fixture.kexec=, see testdata/fixture/README.md), which loads the tree's
-// kernel and initrd.gz with kexec-tools and jumps into them. The marker must
-// come from that second system: its line carries the tag, which only
-// kexec-boot's arguments put on its command line.
+// fixture from the tree's own bzImage and initrd.gz, with the tree itself
+// appended to the initrd as a cpio segment (written with package initrd)
+// under kexec/. With fixture.kexec=/kexec, stage 1 moves the tree to
+// /run/fixture-kexec and stage 2, after its checks, runs kexec-boot with
+// the argument fixture.tag=kexec (see testdata/fixture/README.md), which
+// loads the tree's kernel and initrd.gz with the fixture's kexec-tools and
+// jumps into them. The marker must come from that second system: its line
+// carries the tag, which only kexec-boot puts on its command line.
 func TestKexecTreeBoots(t *testing.T) {
 	skipShort(t)
 	f := testutil.LoadFixture(t)
@@ -187,47 +186,45 @@ func TestKexecTreeBoots(t *testing.T) {
 	}
 	tree := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--cmdline", "fixture.check=none")
 
-	// The first system's store: the closure plus the tree.
-	root := copyFixtureStore(t, f)
-	treePath := "/nix/store/" + kexecTreeHash + "-kexec-tree"
-	if err := os.Mkdir(filepath.Join(root, treePath), 0o755); err != nil {
+	// The first boot's initrd: initrd.gz, NULs to a 4-byte boundary, then
+	// an uncompressed newc segment holding kexec/ and the tree.
+	ird, err := os.ReadFile(filepath.Join(tree, "initrd.gz"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	var size int64
+	for len(ird)%4 != 0 {
+		ird = append(ird, 0)
+	}
+	a, err := initrd.NewArchive(time.Unix(1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AddDir("kexec", 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot"} {
 		data, err := os.ReadFile(filepath.Join(tree, n))
 		if err != nil {
 			t.Fatal(err)
 		}
-		perm := os.FileMode(0o444)
-		if n == "kexec-boot" {
-			perm = 0o555
-		}
-		if err := os.WriteFile(filepath.Join(root, treePath, n), data, perm); err != nil {
+		if err := a.AddBytes("kexec/"+n, 0o755, data); err != nil {
 			t.Fatal(err)
 		}
-		size += int64(len(data))
 	}
-	reg, err := os.ReadFile(filepath.Join(f.ClosureDir, "registration"))
-	if err != nil {
+	buf := bytes.NewBuffer(ird)
+	if _, err := a.WriteTo(buf); err != nil {
 		t.Fatal(err)
 	}
-	reg = append(reg, fmt.Sprintf("%s\nsha256:%s\n%d\n\n0\n", treePath, strings.Repeat("0", 52), size)...)
-	regFile := filepath.Join(t.TempDir(), "registration")
-	if err := os.WriteFile(regFile, reg, 0o644); err != nil {
+	first := filepath.Join(t.TempDir(), "initrd")
+	if err := os.WriteFile(first, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	first := filepath.Join(t.TempDir(), "first")
-	args := []string{"--quiet", "netboot", "-o", first, "--toplevel", f.Toplevel, "--closure", regFile,
-		"--store-root", root, "--comp", "zstd -Xcompression-level 3"}
-	if code, _, errOut := runApp(t, args...); code != exitOK {
-		t.Fatalf("nbimg %s: exit %d: %s", strings.Join(args, " "), code, errOut)
-	}
+	m := readManifest(t, tree)
 
 	res := qemu.BootT(t, qemu.Config{
-		Kernel:      filepath.Join(first, "bzImage"),
-		Initrd:      filepath.Join(first, "initrd"),
-		Cmdline:     ipxeCmdline(t, first) + " fixture.check=none fixture.kexec=" + treePath + "/kexec-boot",
+		Kernel:      filepath.Join(tree, "bzImage"),
+		Initrd:      first,
+		Cmdline:     m.Inputs.Cmdline + " fixture.kexec=/kexec",
 		Memory:      1024,
 		Marker:      f.Marker,
 		FailMarkers: []string{f.FailMarker},
@@ -236,8 +233,8 @@ func TestKexecTreeBoots(t *testing.T) {
 		t.Errorf("the marker %q is not the kexec'ed system's (no tag=kexec)", res.Line)
 	}
 	console := string(res.Console)
-	if !strings.Contains(console, "kexec-boot: loading "+treePath+"/bzImage") {
-		t.Errorf("the console does not show kexec-boot loading %s/bzImage", treePath)
+	if !strings.Contains(console, "kexec-boot: loading /run/fixture-kexec/bzImage") {
+		t.Errorf("the console does not show kexec-boot loading /run/fixture-kexec/bzImage")
 	}
 	// Stage 2 ran twice: once before kexec, once after.
 	if n := strings.Count(console, "toplevel "+f.Toplevel+"\r\n") + strings.Count(console, "toplevel "+f.Toplevel+"\n"); n != 2 {
