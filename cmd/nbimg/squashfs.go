@@ -137,7 +137,7 @@ func runSquashfs(c *cli.Context) error {
 	if !haveMkfs {
 		mkfs = tree.NewestMtime()
 	}
-	if closureMode || c.NArg() > 1 {
+	if st, err := os.Lstat(c.Args().First()); closureMode || c.NArg() > 1 || err != nil || !st.IsDir() {
 		// A root made up here gets the image's time, as mksquashfs does
 		// with SOURCE_DATE_EPOCH.
 		tree.Root.Mtime = mkfs
