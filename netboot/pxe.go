@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ func FindSyslinux(dir string) (map[string]string, error) {
 			return nil, fmt.Errorf("syslinux: %w", err)
 		}
 		missing = append(missing, p)
-		if pkg := DebianSyslinux[name].Package; !contains(pkgs, pkg) {
+		if pkg := DebianSyslinux[name].Package; !slices.Contains(pkgs, pkg) {
 			pkgs = append(pkgs, pkg)
 		}
 	}
@@ -80,15 +81,6 @@ func FindSyslinux(dir string) (map[string]string, error) {
 	}
 	return nil, fmt.Errorf("%w: no %s: install the Debian package%s %s, or pass --syslinux DIR",
 		ErrNoSyslinux, strings.Join(missing, ", "), plural(len(pkgs)), strings.Join(pkgs, " and "))
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func plural(n int) string {
