@@ -163,6 +163,7 @@ func runSquashfs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	u.Debugf("%d inodes, %d data blocks, %d sparse blocks, %d fragment blocks", st.Inodes, st.DataBlocks, st.SparseBlocks, st.Fragments)
 	ratio := 0.0
 	if st.InputBytes > 0 {
 		ratio = float64(st.OutputBytes) / float64(st.InputBytes)
