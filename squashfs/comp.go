@@ -2,10 +2,10 @@ package squashfs
 
 import (
 	"bytes"
-	"compress/zlib"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zlib"
 	"strconv"
 	"strings"
 
@@ -255,7 +255,7 @@ func (c Compressor) EncoderName() string {
 	case "zstd":
 		return zstdEncoderName
 	case "gzip":
-		return "compress/zlib (Go standard library)"
+		return "github.com/klauspost/compress/zlib (pure Go)"
 	case "xz":
 		return "github.com/ulikunitz/xz (pure Go)"
 	}
