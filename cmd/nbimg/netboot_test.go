@@ -143,6 +143,7 @@ func TestNetbootReproducible(t *testing.T) {
 }
 
 func TestNetbootBootsDirect(t *testing.T) {
+	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.Require(t)
 	for _, compress := range []string{"none", "zstd"} {
@@ -160,6 +161,7 @@ func TestNetbootBootsDirect(t *testing.T) {
 }
 
 func TestNetbootBootsIPXE(t *testing.T) {
+	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.RequireNetboot(t)
 	dir := buildNetboot(t, f)
