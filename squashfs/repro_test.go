@@ -328,3 +328,26 @@ func TestDuplicates(t *testing.T) {
 		t.Errorf("NoDuplicates: %d duplicates", st.Duplicates)
 	}
 }
+
+func TestProgress(t *testing.T) {
+	src := t.TempDir()
+	edgeTree(t, src, testBlock, 200)
+	var calls []squashfs.Progress
+	_, st := dirImage(t, src, squashfs.Options{BlockSize: testBlock, MkfsTime: time.Unix(1, 0), Processors: 3,
+		Progress: func(p squashfs.Progress) { calls = append(calls, p) }})
+	if len(calls) < 10 {
+		t.Fatalf("%d progress calls", len(calls))
+	}
+	for i := 1; i < len(calls); i++ {
+		if calls[i].Bytes < calls[i-1].Bytes || calls[i].Files < calls[i-1].Files {
+			t.Fatalf("progress goes back: %+v after %+v", calls[i], calls[i-1])
+		}
+	}
+	last := calls[len(calls)-1]
+	if last.Bytes != last.TotalBytes || last.Files != last.TotalFiles || last.TotalBytes != st.InputBytes-st.DuplicateBytes {
+		t.Errorf("last progress %+v, stats %+v", last, st)
+	}
+	if prev := calls[len(calls)-2]; prev.Bytes != last.TotalBytes || prev.Files != last.TotalFiles {
+		t.Errorf("progress before the final report was %+v, want the totals %+v", prev, last)
+	}
+}
