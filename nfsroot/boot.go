@@ -138,7 +138,6 @@ func (b Boot) Plan() (map[string]string, *BootResult, error) {
 	}
 
 	// Firmware.
-	var fwNames []string
 	if b.Firmware != "" {
 		res.FirmwareDir = firmwareDir(b.Firmware)
 		names, err := readDirNames(res.FirmwareDir)
@@ -147,7 +146,6 @@ func (b Boot) Plan() (map[string]string, *BootResult, error) {
 		}
 		for _, n := range names {
 			if isFirmwareFile(n) {
-				fwNames = append(fwNames, n)
 				if err := p.add(n, filepath.Join(res.FirmwareDir, n)); err != nil {
 					return nil, nil, err
 				}
