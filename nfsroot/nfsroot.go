@@ -14,7 +14,9 @@
 //	dnsmasq.conf   proxy DHCP and TFTP for the Pi bootloader
 //
 // The text files come from Config, Cmdline, Exports and Dnsmasq; the two
-// trees from WriteBoot and WriteRoot.
+// trees from WriteBoot and WriteRoot, into empty directories. Landing the
+// whole atomically is the caller's part (builder.PiNetImage fills a
+// temporary directory and renames it).
 //
 // The store is copied, never hard-linked, so the NFS export may be on
 // another file system than the store it came from. Copies follow the Nix
@@ -27,7 +29,11 @@
 // Limits: the kernel names, config.txt and the serial-number directories
 // follow the Raspberry Pi firmware documentation for the Pi 3, 4 and 5
 // booting a 64-bit kernel; other models and 32-bit kernels are not
-// covered. cmdline.txt asks for NFSv3 as raspberry-pi-nix does; the server
+// covered. The system's own initrd must mount the NFS root from the
+// command line (raspberry-pi-nix's net-image configuration makes it do
+// so), and the system must load nix-path-registration, which is at the
+// root of the file system as there, not in nix/store as in NixOS's
+// netboot image. cmdline.txt asks for NFSv3 as raspberry-pi-nix does; the server
 // must then also run rpcbind and a mount daemon (NFSv4 clients need only
 // port 2049). Only regular files, directories and symlinks can be copied:
 // a Nix store holds nothing else.
