@@ -28,10 +28,7 @@ func TestBootKernelUnpacks(t *testing.T) {
 		t.Skip("boots QEMU (several seconds per boot under TCG)")
 	}
 	qemu.Require(t)
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
-	if len(kernels) == 0 {
-		testutil.SkipOrFail(t, "no /boot/vmlinuz-*-cloud-amd64: install the Debian package linux-image-cloud-amd64")
-	}
+	kernel, _ := qemu.CloudKernel(t)
 	busybox := testutil.File(t, "/bin/busybox", "busybox-static")
 	if f, err := elf.Open(busybox); err != nil {
 		t.Fatal(err)
@@ -67,7 +64,7 @@ func TestBootKernelUnpacks(t *testing.T) {
 			}
 			t.Logf("%v segment at offset %d, initrd %d bytes", c, res.SegmentOffset, res.Size)
 			qemu.BootT(t, qemu.Config{
-				Kernel:      kernels[len(kernels)-1],
+				Kernel:      kernel,
 				Initrd:      p,
 				Cmdline:     "console=ttyS0 panic=-1 loglevel=4",
 				Marker:      "NBIMG-INITRD-OK",

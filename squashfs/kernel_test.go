@@ -26,12 +26,7 @@ func TestKernelMount(t *testing.T) {
 		t.Skip("boots QEMU")
 	}
 	qemu.Require(t)
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	if len(kernels) == 0 {
-		testutil.SkipOrFail(t, "no kernel in /boot: install linux-image-cloud-amd64")
-	}
-	kernel := kernels[len(kernels)-1]
-	ver := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
+	kernel, ver := qemu.CloudKernel(t)
 	modDir := filepath.Join("/lib/modules", ver, "kernel")
 	squashfsKo := testutil.File(t, filepath.Join(modDir, "fs/squashfs/squashfs.ko"), "linux-image-cloud-amd64")
 	loopKo := testutil.File(t, filepath.Join(modDir, "drivers/block/loop.ko"), "linux-image-cloud-amd64")

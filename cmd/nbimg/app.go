@@ -53,7 +53,7 @@ func appVersion() string {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	cmds := make([]*cli.Command, 0, len(commandConstructors))
 	for _, f := range commandConstructors {
-		cmds = append(cmds, checkRequiredQuietly(f()))
+		cmds = append(cmds, quietUsageErrors(f()))
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	return &cli.App{
@@ -81,10 +81,16 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
-// checkRequiredQuietly moves the check of required string flags into the
-// command's Before hook: urfave/cli would print the whole help text before
-// the error, where one line says it better.
-func checkRequiredQuietly(cmd *cli.Command) *cli.Command {
+// quietUsageErrors makes a command's usage errors (a bad flag value, a
+// missing required flag) come back as one usageError, where urfave/cli
+// would print the whole help text first: the check of required string flags
+// moves into the command's Before hook.
+func quietUsageErrors(cmd *cli.Command) *cli.Command {
+	if cmd.OnUsageError == nil {
+		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return usageError{fmt.Sprintf("%s: %v", cmd.Name, err)}
+		}
+	}
 	var required []string
 	for _, f := range cmd.Flags {
 		switch f := f.(type) {

@@ -64,3 +64,13 @@ func TestMissingRequiredFlagIsOneLine(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q", out, errOut)
 	}
 }
+
+func TestBadFlagValueIsOneLine(t *testing.T) {
+	code, out, errOut := runApp(t, "netboot", "-o", t.TempDir(), "--mkfs-time", "abc")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitUsage, errOut)
+	}
+	if out != "" || !strings.Contains(errOut, "mkfs-time") {
+		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+}

@@ -18,26 +18,29 @@ func storeImageFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "comp", Value: builder.StoreImageComp, Usage: "squashfs compressor, in mksquashfs's syntax: \"zstd -Xcompression-level N\", \"xz -Xdict-size 100%\", \"gzip\" or \"none\""},
 		&cli.IntFlag{Name: "processors", Usage: "compression workers (default: all CPUs); the output is the same for any number"},
-		&cli.StringFlag{Name: "mkfs-time", Usage: "image time as Unix seconds (default: SOURCE_DATE_EPOCH, else derived from the input)"},
+		&cli.Int64Flag{Name: "mkfs-time", Usage: "image time, `SECONDS` since 1970 (default: SOURCE_DATE_EPOCH, else derived from the input)"},
 		&cli.StringFlag{Name: "compress", Value: "none", Usage: "compression of the appended initrd segment: none, zstd, gzip or xz"},
 	}
 }
 
-// resolveTime returns the time a flag gives in Unix seconds, else
-// SOURCE_DATE_EPOCH, else the zero time (meaning: derived from the input).
-func resolveTime(c *cli.Context, flag string) (time.Time, error) {
-	v, from := c.String(flag), "--"+flag
-	if v == "" {
-		v, from = os.Getenv("SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH"
+// mkfsTime resolves the image time: --mkfs-time, then SOURCE_DATE_EPOCH;
+// ok is false when neither is set (the time is then derived from the input).
+func mkfsTime(c *cli.Context) (t int64, ok bool, err error) {
+	if c.IsSet("mkfs-time") {
+		t = c.Int64("mkfs-time")
+		if t < 0 || t > 1<<32-1 {
+			return 0, false, usageErrorf("--mkfs-time %d is outside 0..4294967295", t)
+		}
+		return t, true, nil
 	}
-	if v == "" {
-		return time.Time{}, nil
+	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+		t, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || t < 0 || t > 1<<32-1 {
+			return 0, false, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a time in seconds from 0 to 4294967295", s)
+		}
+		return t, true, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > 1<<32-1 {
-		return time.Time{}, usageErrorf("%s=%q: want Unix seconds from 0 to 4294967295", from, v)
-	}
-	return time.Unix(n, 0).UTC(), nil
+	return 0, false, nil
 }
 
 // storeImageOptionsFromFlags builds the image and segment options.
@@ -46,14 +49,16 @@ func storeImageOptionsFromFlags(c *cli.Context) (squashfs.Options, initrd.Option
 	if err != nil {
 		return squashfs.Options{}, initrd.Options{}, usageError{fmt.Sprintf("--comp: %v", err)}
 	}
-	t, err := resolveTime(c, "mkfs-time")
+	t, haveTime, err := mkfsTime(c)
 	if err != nil {
 		return squashfs.Options{}, initrd.Options{}, err
 	}
 	img := builder.StoreImageOptions()
 	img.Compressor = comp
 	img.Processors = c.Int("processors")
-	img.MkfsTime = t
+	if haveTime {
+		img.MkfsTime = time.Unix(t, 0).UTC()
+	}
 	segComp, err := initrd.ParseCompression(c.String("compress"))
 	if err != nil {
 		return squashfs.Options{}, initrd.Options{}, usageError{fmt.Sprintf("--compress: %v", err)}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -111,7 +110,7 @@ func runSquashfs(c *cli.Context) error {
 		}
 		opts.RootMode = uint16(m)
 	}
-	mkfs, haveMkfs, err := squashfsMkfsTime(c)
+	mkfs, haveMkfs, err := mkfsTime(c)
 	if err != nil {
 		return err
 	}
@@ -150,7 +149,7 @@ func runSquashfs(c *cli.Context) error {
 
 	out := c.String("output")
 	var st squashfs.Stats
-	err = squashfsWriteAtomic(out, func(f *os.File) error {
+	err = builder.CreateAtomic(out, func(f *os.File) error {
 		u.Progress("planning the image (reading files of equal size to find duplicates)")
 		p, err := squashfs.NewPlan(c.Context, tree, opts)
 		if err != nil {
@@ -174,25 +173,6 @@ func runSquashfs(c *cli.Context) error {
 	return nil
 }
 
-// squashfsMkfsTime resolves the superblock time: --mkfs-time, then
-// SOURCE_DATE_EPOCH; ok is false when neither is set.
-func squashfsMkfsTime(c *cli.Context) (t int64, ok bool, err error) {
-	if c.IsSet("mkfs-time") {
-		t = c.Int64("mkfs-time")
-		if t < 0 || t > 1<<32-1 {
-			return 0, false, usageErrorf("squashfs: --mkfs-time %d is outside 0..4294967295", t)
-		}
-		return t, true, nil
-	}
-	if s, set := os.LookupEnv("SOURCE_DATE_EPOCH"); set && s != "" {
-		t, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || t < 0 || t > 1<<32-1 {
-			return 0, false, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a time in seconds from 0 to 4294967295", s)
-		}
-		return t, true, nil
-	}
-	return 0, false, nil
-}
 
 // squashfsParseSize reads a byte count with an optional K or M suffix.
 func squashfsParseSize(s string) (int, error) {
@@ -210,34 +190,3 @@ func squashfsParseSize(s string) (int, error) {
 	return n * mult, nil
 }
 
-// squashfsWriteAtomic writes path through a temporary file in the same
-// directory, renamed over path only when write succeeds; on failure
-// nothing is left behind.
-func squashfsWriteAtomic(path string, write func(*os.File) error) (err error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("output %s is a directory", path)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating output: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = write(f); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}

@@ -3,6 +3,8 @@ package qemu
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/nbimg/nbimg/internal/testutil"
@@ -45,4 +47,18 @@ func BootT(t testing.TB, c Config) *Result {
 	}
 	t.Logf("qemu (accel=%s): marker after %.1fs: %s", c.accel(), res.Elapsed.Seconds(), res.Line)
 	return res
+}
+
+// CloudKernel returns the newest Debian cloud kernel in /boot and its
+// version (the name of its /lib/modules directory), skipping the test (or
+// failing it when tools are required) when there is none.
+func CloudKernel(t testing.TB) (kernel, version string) {
+	t.Helper()
+	kernels, _ := filepath.Glob("/boot/vmlinuz-*-cloud-amd64")
+	if len(kernels) == 0 {
+		testutil.SkipOrFail(t, "no /boot/vmlinuz-*-cloud-amd64: install the Debian package linux-image-cloud-amd64")
+		return "", ""
+	}
+	kernel = kernels[len(kernels)-1]
+	return kernel, strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
 }
