@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -72,7 +74,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 			&cli.BoolFlag{Name: "verbose", Usage: "print details of the work (encoder, inputs, timings)"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile to `FILE` (for go tool pprof)", TakesFile: true},
 		},
+		Before: startProfile,
+		After:  stopProfile,
 		// Errors are printed once by run; keep urfave from printing or exiting.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -122,6 +127,34 @@ func quietUsageErrors(cmd *cli.Command) *cli.Command {
 		return nil
 	}
 	return cmd
+}
+
+// startProfile starts the CPU profile --cpuprofile asks for.
+func startProfile(c *cli.Context) error {
+	name := c.String("cpuprofile")
+	if name == "" {
+		return nil
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("cpu profile %s: %w", name, err)
+	}
+	c.App.Metadata = map[string]any{"cpuprofile": f}
+	return nil
+}
+
+// stopProfile ends the profile startProfile began.
+func stopProfile(c *cli.Context) error {
+	f, ok := c.App.Metadata["cpuprofile"].(*os.File)
+	if !ok {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	return f.Close()
 }
 
 // run executes the app and maps its outcome to an exit code, printing one

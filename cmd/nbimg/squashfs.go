@@ -173,7 +173,6 @@ func runSquashfs(c *cli.Context) error {
 	return nil
 }
 
-
 // squashfsParseSize reads a byte count with an optional K or M suffix.
 func squashfsParseSize(s string) (int, error) {
 	mult := 1
@@ -189,4 +188,3 @@ func squashfsParseSize(s string) (int, error) {
 	}
 	return n * mult, nil
 }
-
