@@ -7,7 +7,7 @@ import "github.com/klauspost/compress/zstd"
 // Without cgo, zstd comes from github.com/klauspost/compress, which has four
 // speeds instead of libzstd's 22 levels. Levels map as
 // zstd.EncoderLevelFromZstd does: 1-2 SpeedFastest, 3-5 SpeedDefault, 6-9
-// SpeedBetterCompression, 10-22 SpeedBestCompression. Output is smaller
+// SpeedBetterCompression, 10-22 SpeedBestCompression. Output is larger
 // than with libzstd at high levels (about 0.285 against 0.267 at level 19
 // on binaries) and differs byte for byte from a cgo build.
 //
