@@ -101,18 +101,19 @@ func appendBase(w *initrd.Writer, name string) error {
 	return nil
 }
 
-// NetbootOptions configure Netboot.
-type NetbootOptions struct {
+// BootOptions configure the commands that write a kernel and an initrd
+// carrying the store image (Netboot, KexecTree).
+type BootOptions struct {
 	InitrdOptions
 	Kernel      string // host path of the kernel; "" takes the toplevel's
-	Cmdline     string // extra kernel parameters for netboot.ipxe
+	Cmdline     string // extra kernel parameters for the boot script
 	ToolVersion string // recorded in the manifest
 	// Logf, when set, receives a line per step.
 	Logf func(format string, args ...any)
 }
 
-// NetbootResult describes a netboot directory.
-type NetbootResult struct {
+// BootResult describes a written boot directory.
+type BootResult struct {
 	InitrdResult
 	Manifest *Manifest
 }
@@ -120,10 +121,24 @@ type NetbootResult struct {
 // ErrNoToplevel is returned by commands that need a NixOS system.
 var ErrNoToplevel = errors.New("builder: this command needs a NixOS system: pass --toplevel")
 
-// Netboot writes dir with bzImage, initrd (the base initrds followed by the
-// store image), netboot.ipxe and manifest.json, as NixOS's netboot module
-// lays them out. dir is replaced whole, or left alone on failure.
-func Netboot(ctx context.Context, c *Closure, dir string, o NetbootOptions) (*NetbootResult, error) {
+// bootTree is a directory holding a kernel, an initrd carrying the store
+// image, a boot script, and manifest.json.
+type bootTree struct {
+	command                            string // recorded in the manifest
+	kernelName, initrdName, scriptName string
+	script                             []byte
+	scriptMode                         os.FileMode
+	cmdline                            string // the kernel command line the script passes
+	// extra, when set, writes more files into the tree once the others are
+	// there and returns their names.
+	extra func(tmp string, ir *InitrdResult) ([]string, error)
+}
+
+// writeBootTree writes t at dir: the kernel (o.Kernel or the toplevel's),
+// the base initrds (o.Bases or the toplevel's) followed by the store image,
+// the script, t.extra's files and the manifest. dir is replaced whole, or
+// left alone on failure.
+func writeBootTree(ctx context.Context, c *Closure, dir string, o BootOptions, t bootTree) (*BootResult, error) {
 	start := time.Now()
 	top := c.Toplevel
 	if top == nil {
@@ -140,24 +155,13 @@ func Netboot(ctx context.Context, c *Closure, dir string, o NetbootOptions) (*Ne
 	if len(o.Bases) == 0 {
 		o.Bases = []string{c.HostPath(top.Initrd)}
 	}
-	script := netboot.IPXE{
-		Init:         top.InitArg(),
-		KernelParams: strings.Join(top.KernelParams, " "),
-		Cmdline:      o.Cmdline,
-	}
-	scriptText, err := script.Script()
-	if err != nil {
-		return nil, err
-	}
-	cmdline, _ := script.KernelCmdline()
-
-	res := &NetbootResult{}
-	err = WriteDirAtomic(dir, func(tmp string) error {
+	res := &BootResult{}
+	err := WriteDirAtomic(dir, func(tmp string) error {
 		logf("kernel %s", kernel)
-		if err := copyFile(filepath.Join(tmp, netboot.KernelName), kernel, 0o644); err != nil {
+		if err := copyFile(filepath.Join(tmp, t.kernelName), kernel, 0o644); err != nil {
 			return fmt.Errorf("kernel: %w", err)
 		}
-		f, err := os.OpenFile(filepath.Join(tmp, netboot.InitrdName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err := os.OpenFile(filepath.Join(tmp, t.initrdName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
 			return err
 		}
@@ -171,14 +175,22 @@ func Netboot(ctx context.Context, c *Closure, dir string, o NetbootOptions) (*Ne
 		}
 		res.InitrdResult = *ir
 		imageTime := time.Since(imageStart)
-		if err := os.WriteFile(filepath.Join(tmp, netboot.ScriptName), scriptText, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, t.scriptName), t.script, t.scriptMode); err != nil {
 			return err
 		}
-		m := newManifest("netboot", o.ToolVersion, c, o.InitrdOptions, ir)
+		names := []string{t.kernelName, t.initrdName, t.scriptName}
+		if t.extra != nil {
+			more, err := t.extra(tmp, ir)
+			if err != nil {
+				return err
+			}
+			names = append(names, more...)
+		}
+		m := newManifest(t.command, o.ToolVersion, c, o.InitrdOptions, ir)
 		m.Inputs.Kernel = kernel
 		m.Inputs.Initrd = strings.Join(o.Bases, " ")
-		m.Inputs.Cmdline = cmdline
-		if err := m.addOutputs(tmp, netboot.KernelName, netboot.InitrdName, netboot.ScriptName); err != nil {
+		m.Inputs.Cmdline = t.cmdline
+		if err := m.addOutputs(tmp, names...); err != nil {
 			return err
 		}
 		m.Timings.Squashfs = seconds(imageTime)
@@ -190,6 +202,30 @@ func Netboot(ctx context.Context, c *Closure, dir string, o NetbootOptions) (*Ne
 		return nil, err
 	}
 	return res, nil
+}
+
+// Netboot writes dir with bzImage, initrd (the base initrds followed by the
+// store image), netboot.ipxe and manifest.json, as NixOS's netboot module
+// lays them out. dir is replaced whole, or left alone on failure.
+func Netboot(ctx context.Context, c *Closure, dir string, o BootOptions) (*BootResult, error) {
+	if c.Toplevel == nil {
+		return nil, ErrNoToplevel
+	}
+	script := netboot.IPXE{
+		Init:         c.Toplevel.InitArg(),
+		KernelParams: strings.Join(c.Toplevel.KernelParams, " "),
+		Cmdline:      o.Cmdline,
+	}
+	text, err := script.Script()
+	if err != nil {
+		return nil, err
+	}
+	cmdline, _ := script.KernelCmdline()
+	return writeBootTree(ctx, c, dir, o, bootTree{
+		command:    "netboot",
+		kernelName: netboot.KernelName, initrdName: netboot.InitrdName, scriptName: netboot.ScriptName,
+		script: text, scriptMode: 0o644, cmdline: cmdline,
+	})
 }
 
 // newManifest fills the parts of a manifest common to every command that
