@@ -3,14 +3,10 @@ package netboot
 import (
 	"bytes"
 	"errors"
-	"flag"
-	"os"
-	"path/filepath"
+	"github.com/nbimg/nbimg/internal/testutil"
 	"strings"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const toplevel = "/nix/store/9r8gpyv4b4yz8lqld2s3z3xh6s3kq0yc-nixos-system-nbimg-24.11"
 
@@ -28,19 +24,7 @@ func TestScriptGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", tc.name+".ipxe")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("script differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			testutil.Golden(t, tc.name+".ipxe", got)
 		})
 	}
 }

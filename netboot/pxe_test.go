@@ -1,7 +1,6 @@
 package netboot
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -29,24 +28,6 @@ func testMenu() Menu {
 	}
 }
 
-// checkGolden compares got with testdata/name, rewriting it with -update.
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	golden := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-	}
-}
-
 func TestMenuGolden(t *testing.T) {
 	two := testMenu()
 	one := Menu{Timeout: 1500 * time.Millisecond, Entries: two.Entries[:1]}
@@ -59,12 +40,12 @@ func TestMenuGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "pxelinux-"+tc.name+".cfg", cfg)
+			testutil.Golden(t, "pxelinux-"+tc.name+".cfg", cfg)
 			ipxe, err := tc.m.IPXE(TFTPDir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "menu-"+tc.name+".ipxe", ipxe)
+			testutil.Golden(t, "menu-"+tc.name+".ipxe", ipxe)
 		})
 	}
 }
@@ -204,7 +185,7 @@ func TestDnsmasqGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "dnsmasq-"+tc.name+".conf", got)
+			testutil.Golden(t, "dnsmasq-"+tc.name+".conf", got)
 		})
 	}
 }

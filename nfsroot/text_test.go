@@ -1,9 +1,7 @@
 package nfsroot
 
 import (
-	"bytes"
 	"errors"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,26 +11,7 @@ import (
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
 const toplevel = "/nix/store/9r8gpyv4b4yz8lqld2s3z3xh6s3kq0yc-nixos-system-pi-24.11"
-
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	golden := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
-	}
-}
 
 func TestConfigGolden(t *testing.T) {
 	for _, m := range Models() {
@@ -41,14 +20,14 @@ func TestConfigGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "config-"+string(m)+".txt", got)
+			testutil.Golden(t, "config-"+string(m)+".txt", got)
 		})
 	}
 	got, err := Config{Model: Pi4}.Text()
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "config-pi4-no-uart.txt", got)
+	testutil.Golden(t, "config-pi4-no-uart.txt", got)
 }
 
 // TestConfigShape checks the settings the firmware documentation asks
@@ -98,7 +77,7 @@ func TestCmdlineGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "cmdline-"+tc.name+".txt", got)
+			testutil.Golden(t, "cmdline-"+tc.name+".txt", got)
 		})
 	}
 }
@@ -185,7 +164,7 @@ func TestExportsGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "exports", got)
+	testutil.Golden(t, "exports", got)
 	got, err = Exports{Path: "/srv/nfs/pi", Clients: "192.168.1.0/24"}.Text()
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +189,7 @@ func TestDnsmasqGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, "dnsmasq-"+name+".conf", got)
+			testutil.Golden(t, "dnsmasq-"+name+".conf", got)
 		})
 	}
 	for _, d := range []Dnsmasq{{TFTPRoot: "boot"}, {TFTPRoot: "/a\nb"}, {TFTPRoot: "/a", ProxyRanges: []string{"192.168.1.0"}}} {
