@@ -15,16 +15,16 @@ const ManifestVersion = 1
 
 // Manifest describes one build: what went in, with which settings, and
 // each output file with its size and sha256. It is written as
-// manifest.json next to the outputs. Everything but Timings is a function
-// of the input, so rebuilding gives the same manifest apart from Timings.
+// manifest.json next to the outputs. It is a function of the input, so
+// rebuilding gives the same bytes, unless Timings were asked for.
 type Manifest struct {
 	ManifestVersion int              `json:"manifest_version"`
 	Tool            string           `json:"tool"`    // "nbimg VERSION"
 	Command         string           `json:"command"` // e.g. "netboot"
 	Inputs          ManifestInputs   `json:"inputs"`
 	Settings        ManifestSettings `json:"settings"`
-	Outputs         []ManifestOutput `json:"outputs"` // sorted by name
-	Timings         ManifestTimings  `json:"timings"`
+	Outputs         []ManifestOutput `json:"outputs"`           // sorted by name
+	Timings         *ManifestTimings `json:"timings,omitempty"` // only when asked for
 	// Entries describe each system of a command that writes several (pxe:
 	// one per menu entry, the first being Inputs' system).
 	Entries []ManifestEntry `json:"entries,omitempty"`
@@ -84,11 +84,18 @@ type ManifestOutput struct {
 	SHA256 string `json:"sha256"`
 }
 
-// ManifestTimings are wall-clock durations in seconds; they are the only
-// part of the manifest that changes between identical builds.
+// ManifestTimings are wall-clock durations in seconds. They differ between
+// two builds of the same input, so a manifest holds them only on request.
 type ManifestTimings struct {
-	Squashfs float64 `json:"image_seconds"`
+	Squashfs float64 `json:"image_seconds,omitempty"`
 	Total    float64 `json:"total_seconds"`
+}
+
+// recordTimings puts the durations in the manifest when on is set.
+func (m *Manifest) recordTimings(on bool, image, total time.Duration) {
+	if on {
+		m.Timings = &ManifestTimings{Squashfs: seconds(image), Total: seconds(total)}
+	}
 }
 
 func seconds(d time.Duration) float64 {

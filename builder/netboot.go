@@ -108,6 +108,7 @@ type BootOptions struct {
 	Kernel      string // host path of the kernel; "" takes the toplevel's
 	Cmdline     string // extra kernel parameters for the boot script
 	ToolVersion string // recorded in the manifest
+	Timings     bool   // record wall-clock timings in the manifest
 	// Logf, when set, receives a line per step.
 	Logf func(format string, args ...any)
 }
@@ -193,8 +194,7 @@ func writeBootTree(ctx context.Context, c *Closure, dir string, o BootOptions, t
 		if err := m.addOutputs(tmp, names...); err != nil {
 			return err
 		}
-		m.Timings.Squashfs = seconds(imageTime)
-		m.Timings.Total = seconds(time.Since(start))
+		m.recordTimings(o.Timings, imageTime, time.Since(start))
 		res.Manifest = m
 		return m.write(tmp)
 	})

@@ -35,6 +35,7 @@ type PiOptions struct {
 	// ExportClients is who may mount the root, in exports(5) syntax.
 	ExportClients string
 	ToolVersion   string
+	Timings       bool // record wall-clock timings in the manifest
 	// Logf, when set, receives a line per step; Progress the store copy's.
 	Logf     func(format string, args ...any)
 	Progress func(done, total int)
@@ -221,7 +222,7 @@ func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiRe
 		if err := m.addOutputs(tmp, outs...); err != nil {
 			return err
 		}
-		m.Timings.Total = seconds(time.Since(start))
+		m.recordTimings(o.Timings, 0, time.Since(start))
 		res.Manifest = m
 		return m.write(tmp)
 	})

@@ -29,6 +29,8 @@ type PXEOptions struct {
 	Timeout   time.Duration   // before the first entry boots; 0 is netboot.DefaultMenuTimeout
 	// ToolVersion is recorded in the manifest.
 	ToolVersion string
+	// Timings records wall-clock timings in the manifest.
+	Timings bool
 	// Logf, when set, receives a line per step.
 	Logf func(format string, args ...any)
 }
@@ -253,8 +255,7 @@ func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PX
 		if err := m.addOutputs(tmp, names...); err != nil {
 			return err
 		}
-		m.Timings.Squashfs = seconds(imageTime)
-		m.Timings.Total = seconds(time.Since(start))
+		m.recordTimings(o.Timings, imageTime, time.Since(start))
 		res.Manifest = m
 		return m.write(tmp)
 	})

@@ -38,6 +38,24 @@ timeout 300 qemu-system-x86_64 -machine "accel=$accel" -cpu max -m 512 -nographi
 if grep -q "$marker" "$log"; then
 	grep "$marker" "$log" | tail -1
 	echo "demo: the system booted from the nbimg initrd and its store checked out"
+	dir=$(cd "$out" && pwd)
+	cat <<EOT
+
+The netboot artifacts are in $dir:
+  bzImage, initrd, netboot.ipxe, manifest.json (sizes and sha256 of each file)
+
+Serve them with one of (see examples/serving.md):
+  pixiecore (proxy DHCP + its own HTTP/TFTP):
+    pixiecore boot $dir/bzImage $dir/initrd --cmdline "$cmdline"
+  dnsmasq (proxy DHCP + TFTP, chain-loading iPXE into netboot.ipxe):
+    dnsmasq -d --port=0 --dhcp-range=192.168.1.0,proxy --enable-tftp --tftp-root=$dir \\
+      --dhcp-userclass=set:ipxe,iPXE --pxe-service=tag:ipxe,x86PC,NixOS,netboot.ipxe \\
+      --pxe-service=tag:!ipxe,x86PC,iPXE,undionly.kpxe
+    (copy /usr/lib/ipxe/undionly.kpxe from Debian's ipxe package into $dir)
+  any HTTP server, with iPXE chain-loading the script:
+    (cd $dir && python3 -m http.server 8080)
+    iPXE> chain http://SERVER:8080/netboot.ipxe
+EOT
 else
 	echo "demo: no success marker; console log tail:" >&2
 	tail -40 "$log" >&2

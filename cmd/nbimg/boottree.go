@@ -60,6 +60,7 @@ func bootTreeCommand(c *cli.Context, initrdName string,
 		Kernel:        c.String("kernel"),
 		Cmdline:       c.String("cmdline"),
 		ToolVersion:   appVersion(),
+		Timings:       c.Bool("timings"),
 		Logf:          u.Debugf,
 	})
 	u.Done()

@@ -1,7 +1,6 @@
 package main
 
 import (
-
 	"github.com/nbimg/nbimg/builder"
 	"github.com/urfave/cli/v2"
 )
@@ -26,8 +25,10 @@ func kexecCommand() *cli.Command {
 			"                     it, then runs kexec -e (as root)\n" +
 			"  DIR/kexec.tar.gz   with --tarball: the three files under kexec/, owner 0,\n" +
 			"                     the store image's time; the same input gives the same bytes\n" +
-			"  DIR/manifest.json  inputs, settings, size and sha256 of each file, timings\n\n" +
-			"DIR is replaced whole at the end, or left alone on failure.\n\n" +
+			"  DIR/manifest.json  inputs, settings, size and sha256 of each file\n\n" +
+			"DIR is replaced whole at the end, or left alone on failure. The same input\n" +
+			"gives the same bytes in every file (add the global --timings to record\n" +
+			"durations in manifest.json).\n\n" +
 			"Examples:\n" +
 			"  nbimg kexec-tree -o kexec --toplevel ./result\n" +
 			"  sudo ./kexec/kexec-boot boot.shell_on_fail\n" +

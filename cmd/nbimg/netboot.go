@@ -1,7 +1,6 @@
 package main
 
 import (
-
 	"github.com/nbimg/nbimg/builder"
 	"github.com/urfave/cli/v2"
 )
@@ -19,8 +18,10 @@ func netbootCommand() *cli.Command {
 			"  DIR/bzImage        the kernel\n" +
 			"  DIR/initrd         the system's initrd followed by the store image\n" +
 			"  DIR/netboot.ipxe   iPXE script: init=<toplevel>/init, kernel-params, ${cmdline}\n" +
-			"  DIR/manifest.json  inputs, settings, size and sha256 of each file, timings\n\n" +
-			"DIR is replaced whole at the end, or left alone on failure.\n\n" +
+			"  DIR/manifest.json  inputs, settings, size and sha256 of each file\n\n" +
+			"DIR is replaced whole at the end, or left alone on failure. The same input\n" +
+			"gives the same bytes in every file (add the global --timings to record\n" +
+			"durations in manifest.json).\n\n" +
 			"Examples:\n" +
 			"  nbimg netboot -o netboot --toplevel ./result\n" +
 			"  nbimg netboot -o netboot --toplevel ./result --closure ./closure-info \\\n" +

@@ -85,6 +85,9 @@ func TestNetbootOutputs(t *testing.T) {
 	if strings.Join(names, " ") != "bzImage initrd netboot.ipxe" {
 		t.Errorf("manifest outputs %v", names)
 	}
+	if m.Timings != nil {
+		t.Errorf("manifest has timings without --timings: %+v", m.Timings)
+	}
 	kernel, _ := os.ReadFile(f.Kernel)
 	if got, _ := os.ReadFile(filepath.Join(dir, "bzImage")); !bytes.Equal(got, kernel) {
 		t.Error("bzImage differs from the toplevel's kernel")
@@ -130,14 +133,8 @@ func TestNetbootReproducible(t *testing.T) {
 			t.Errorf("%s differs between --processors 1 and 3", n)
 		}
 	}
-	ma, mb := readManifest(t, a), readManifest(t, b)
-	ma.Timings, mb.Timings = builder.ManifestTimings{}, builder.ManifestTimings{}
-	ja, _ := json.Marshal(ma)
-	jb, _ := json.Marshal(mb)
-	if !bytes.Equal(ja, jb) {
-		t.Errorf("manifests differ beyond timings:\n%s\n%s", ja, jb)
-	}
-	if ma.Settings.MkfsTime != 1700000000 {
+	sameManifest(t, a, b)
+	if ma := readManifest(t, a); ma.Settings.MkfsTime != 1700000000 {
 		t.Errorf("mkfs_time %d, want SOURCE_DATE_EPOCH", ma.Settings.MkfsTime)
 	}
 }
@@ -215,6 +212,23 @@ func TestNetbootBadInput(t *testing.T) {
 	}
 }
 
+// sameManifest checks that two builds wrote the same manifest.json, byte
+// for byte.
+func sameManifest(t *testing.T, a, b string) {
+	t.Helper()
+	ja, err := os.ReadFile(filepath.Join(a, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := os.ReadFile(filepath.Join(b, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ja, jb) {
+		t.Errorf("manifest.json differs between two builds:\n%s\n%s", ja, jb)
+	}
+}
+
 // digest returns the size and hex sha256 of a file.
 func digest(t *testing.T, name string) (int, string) {
 	t.Helper()
@@ -223,4 +237,18 @@ func digest(t *testing.T, name string) (int, string) {
 		t.Fatal(err)
 	}
 	return len(b), fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+func TestNetbootTimingsOnRequest(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	dir := filepath.Join(t.TempDir(), "netboot")
+	code, _, errOut := runApp(t, "--quiet", "--timings", "netboot", "-o", dir, "--toplevel", f.Toplevel,
+		"--closure", f.ClosureDir, "--comp", "zstd -Xcompression-level 1")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	m := readManifest(t, dir)
+	if m.Timings == nil || m.Timings.Total <= 0 || m.Timings.Squashfs <= 0 || m.Timings.Squashfs > m.Timings.Total {
+		t.Errorf("--timings: manifest timings %+v", m.Timings)
+	}
 }

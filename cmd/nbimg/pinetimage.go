@@ -122,6 +122,7 @@ func runPiNetimage(c *cli.Context) error {
 		ProxyRanges:   ranges,
 		ExportClients: c.String("export-clients"),
 		ToolVersion:   appVersion(),
+		Timings:       c.Bool("timings"),
 		Logf:          u.Debugf,
 		Progress: func(done, total int) {
 			u.Progress("NFS root: %d / %d store paths copied", done, total)

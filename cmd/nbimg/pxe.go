@@ -156,6 +156,7 @@ func runPXE(c *cli.Context) error {
 	}
 	opts.InitrdOptions = builder.InitrdOptions{Image: img, Initrd: seg}
 	opts.ToolVersion = appVersion()
+	opts.Timings = c.Bool("timings")
 	opts.Logf = u.Debugf
 	out := c.String("output")
 	res, err := builder.PXE(c.Context, systems, out, opts)
