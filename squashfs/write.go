@@ -263,10 +263,15 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 			pool <- j
 		}
 	}
+	// A failed write cancels the reader, whose error is then only that:
+	// report the write's.
+	if err != nil {
+		return err
+	}
 	if readErr != nil {
 		return readErr
 	}
-	if err == nil && p.opts.Progress != nil {
+	if p.opts.Progress != nil {
 		prog.Bytes, prog.Files = prog.TotalBytes, prog.TotalFiles
 		p.opts.Progress(prog)
 	}
