@@ -204,8 +204,9 @@ func appendSegment(t *testing.T, cpio, initrd, dir string, names ...string) stri
 	return out
 }
 
-// TestBootFixtureNFS boots the fixture's stage 1 in its NFS-root mode from
-// a tree laid out as nbimg's os/<name>/: nix/store with the closure and
+// TestBootFixtureNFS boots the fixture's stage 1 in its NFS-root mode
+// (NFSv4.1; cmd/nbimg's pi-netimage test covers NFSv3) from a tree laid
+// out as nbimg's os/<name>/: nix/store with the closure and
 // nix-path-registration at the root.
 func TestBootFixtureNFS(t *testing.T) {
 	f := fixtureForBoot(t)
@@ -226,14 +227,15 @@ func TestBootFixtureNFS(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "nix-path-registration"), reg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := ServeNFS(t, root, "fixture")
+	srv := ServeNFS(t, root, NFSOptions{Version: 4, Pseudo: "/fixture"})
 	c := fixtureConfig(f)
 	c.Kernel, c.Initrd = f.Kernel, f.Initrd
 	c.Cmdline = f.Cmdline() + " fixture.root=nfs nfsroot=" + srv.NFSRoot() + " ip=dhcp fixture.check=none"
 	c.ExtraArgs = []string{"-nic", "user,model=virtio-net-pci"}
+	srv.Attach(t, &c)
 	res := BootT(t, c)
 	if !strings.Contains(string(res.Console), "on the root file system (nfs4)") {
-		t.Errorf("stage 2 did not find /nix/store on NFS:\n%s", Tail(res.Console, 20))
+		t.Errorf("stage 2 did not find /nix/store on NFSv4:\n%s", Tail(res.Console, 20))
 	}
 }
 
