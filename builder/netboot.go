@@ -241,12 +241,14 @@ func newManifest(command, version string, c *Closure, o InitrdOptions, ir *Initr
 		},
 		Settings: ManifestSettings{
 			Compressor:        o.Image.Compressor.String(),
-			ZstdEncoder:       o.Image.Compressor.EncoderName(),
 			BlockSize:         o.Image.BlockSize,
 			MkfsTime:          ir.MkfsTime,
 			InitrdCompression: o.Initrd.Compression.String(),
 			ImageName:         o.Initrd.Name,
 		},
+	}
+	if o.Image.Compressor.Kind == "" || o.Image.Compressor.Kind == "zstd" {
+		m.Settings.ZstdEncoder = o.Image.Compressor.EncoderName()
 	}
 	if m.Settings.ImageName == "" {
 		m.Settings.ImageName = initrd.DefaultName

@@ -21,6 +21,5 @@ buildGoModule rec {
   meta = {
     description = "Turn a Nix store closure into network-boot artifacts";
     mainProgram = "nbimg";
-    license = lib.licenses.mit;
   };
 }

@@ -121,7 +121,8 @@ func (b Boot) Plan() (map[string]string, *BootResult, error) {
 	if _, err := ParseModel(string(b.Model)); err != nil {
 		return nil, nil, err
 	}
-	for what, f := range map[string]string{"kernel": b.Kernel, "initrd": b.Initrd} {
+	for _, in := range []struct{ what, f string }{{"kernel", b.Kernel}, {"initrd", b.Initrd}} {
+		what, f := in.what, in.f
 		if st, err := os.Stat(f); err != nil {
 			return nil, nil, fmt.Errorf("nfsroot: %s: %w", what, err)
 		} else if !st.Mode().IsRegular() {

@@ -39,7 +39,7 @@ const (
 // ErrCompressor is returned (wrapped) for compressor specs that are not
 // understood.
 var ErrCompressor = errors.New(`squashfs: unsupported compressor; accepted forms are ` +
-	`"zstd [-Xcompression-level 1..22]", "xz [-Xdict-size N|NK|NM|N%]", ` +
+	`"zstd [-Xcompression-level 1..22]", "xz [-Xdict-size 100%|BLOCKSIZE]" (a dictionary as large as the block), ` +
 	`"gzip [-Xcompression-level 1..9]" and "none" (nothing compressed, like mksquashfs -noI -noId -noD -noF -noX)`)
 
 // ParseCompressor parses a compressor spec as given to mksquashfs: the
@@ -54,6 +54,15 @@ func ParseCompressor(spec string) (Compressor, error) {
 	opts := f[1:]
 	bad := func(format string, args ...any) (Compressor, error) {
 		return Compressor{}, fmt.Errorf("%q: %s: %w", spec, fmt.Sprintf(format, args...), ErrCompressor)
+	}
+	switch c.Kind {
+	case "zstd", "xz", "gzip":
+	case "none":
+		if len(opts) > 0 {
+			return bad("none takes no options")
+		}
+	default:
+		return bad("unknown compressor %q", c.Kind)
 	}
 	for len(opts) > 0 {
 		if len(opts) < 2 {
@@ -94,20 +103,8 @@ func ParseCompressor(spec string) (Compressor, error) {
 			}
 			c.DictSize, c.DictPercent = n*mult, 0
 		default:
-			if c.Kind != "zstd" && c.Kind != "xz" && c.Kind != "gzip" {
-				break
-			}
 			return bad("unknown option %s for %s", name, c.Kind)
 		}
-	}
-	switch c.Kind {
-	case "zstd", "xz", "gzip":
-	case "none":
-		if len(f) > 1 {
-			return bad("none takes no options")
-		}
-	default:
-		return bad("unknown compressor %q", c.Kind)
 	}
 	return c, nil
 }

@@ -18,7 +18,7 @@ func init() { registerCommand(squashfsCommand) }
 func squashfsCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the image to `FILE`", Required: true, TakesFile: true},
-		&cli.StringFlag{Name: "comp", Usage: "compressor `SPEC` in mksquashfs syntax: \"zstd [-Xcompression-level 1..22]\", \"xz [-Xdict-size N|N%]\", \"gzip [-Xcompression-level 1..9]\" or \"none\" (default \"zstd\", level 15; with --closure/--toplevel \"" + builder.StoreImageComp + "\")"},
+		&cli.StringFlag{Name: "comp", Usage: "compressor `SPEC` in mksquashfs syntax: \"zstd [-Xcompression-level 1..22]\", \"xz [-Xdict-size 100%]\", \"gzip [-Xcompression-level 1..9]\" or \"none\" (default \"zstd\", level 15; with --closure/--toplevel \"" + builder.StoreImageComp + "\")"},
 		&cli.StringFlag{Name: "block-size", Usage: "data block `SIZE`, a power of two from 4K to 1M (default 128K; 1M with --closure/--toplevel)"},
 		&cli.IntFlag{Name: "processors", Usage: "compress on `N` threads; the output is the same for any N", DefaultText: "all CPUs"},
 		&cli.Int64Flag{Name: "mkfs-time", Usage: "superblock time, `SECONDS` since 1970", DefaultText: "$SOURCE_DATE_EPOCH, else the newest mtime of the input"},
