@@ -14,7 +14,14 @@
 #   BENCH_ROUNDS   runs per tool and setting (default 2)
 #   BENCH_LEVELS   zstd levels to run (default "6 19")
 #   BENCH_PROCS    --processors for both tools (default: nproc)
+#   BENCH_NETBOOT  zstd level of the netboot comparison, or 0 to skip it (default 6)
 #   BENCH_CORPUS_ONLY=1  only build the corpus
+#
+# The netboot comparison builds a NixOS-shaped system over the large corpus
+# (a toplevel whose closure is every package, Debian's kernel and initrd)
+# and runs `nbimg netboot` against the NixOS way on the same closure:
+# mksquashfs as make-squashfs.nix calls it, then a cpio of the image
+# compressed with `zstd -10` appended to the stage-1 initrd (makeInitrdNG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,9 +30,10 @@ size_mb=${BENCH_SIZE_MB:-1300}
 small_mb=${BENCH_SMALL_MB:-200}
 rounds=${BENCH_ROUNDS:-2}
 levels=${BENCH_LEVELS:-6 19}
+netboot_level=${BENCH_NETBOOT:-6}
 procs=${BENCH_PROCS:-$(nproc)}
 
-for t in mksquashfs /usr/bin/time; do
+for t in mksquashfs /usr/bin/time cpio zstd; do
 	command -v "$t" >/dev/null || { echo "bench: $t not found: run scripts/deps.sh" >&2; exit 1; }
 done
 mkdir -p "$dir"
@@ -95,15 +103,56 @@ for level in $levels; do
 			-no-hardlinks -all-root -no-xattrs -b 1048576 -comp zstd -Xcompression-level "$level" -processors "$procs"
 		measure "nbimg-$level" "$dir/nbimg.img" "$dir/nbimg-cgo" --quiet squashfs -o "$dir/nbimg.img" \
 			--no-hardlinks --all-root --block-size 1048576 --comp "zstd -Xcompression-level $level" --processors "$procs" "$corpus"
-		if [ "$level" -lt 15 ]; then
-			measure "nbimg-purego-$level" "$dir/nbimg.img" "$dir/nbimg-purego" --quiet squashfs -o "$dir/nbimg.img" \
-				--no-hardlinks --all-root --block-size 1048576 --comp "zstd -Xcompression-level $level" --processors "$procs" "$corpus"
-		fi
+		measure "nbimg-purego-$level" "$dir/nbimg.img" "$dir/nbimg-purego" --quiet squashfs -o "$dir/nbimg.img" \
+			--no-hardlinks --all-root --block-size 1048576 --comp "zstd -Xcompression-level $level" --processors "$procs" "$corpus"
 		echo "  (round $r done)"
 	done
 done
 
-echo "== summary (median of rounds; ratio = nbimg / mksquashfs)"
+# make_system prints the toplevel of a NixOS-shaped system over the large
+# corpus, in a store root of its own (hard links), after writing its
+# closureInfo with nbimg closure (not timed).
+make_system() {
+	local root=$dir/system-root store top
+	store=$root/nix/store
+	top=bench0000000000000000000000000000-nixos-system-bench-1.0
+	if [ ! -f "$root/.done" ]; then
+		rm -rf "$root" && mkdir -p "$store"
+		cp -al "$dir/corpus-large/." "$store/"
+		rm -f "$store/.done"
+		mkdir "$store/$top"
+		cp "$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sort | tail -1)" "$store/$top/kernel"
+		cp "$(find /boot -maxdepth 1 -name 'initrd.img-*' | sort | tail -1)" "$store/$top/initrd"
+		printf '#!/bin/sh\necho stage 2\n' >"$store/$top/init"
+		chmod 0755 "$store/$top/init"
+		echo "console=ttyS0 loglevel=4" >"$store/$top/kernel-params"
+		# The toplevel refers to every package, so its closure is the corpus.
+		find "$store" -mindepth 1 -maxdepth 1 ! -name "$top" -printf '/nix/store/%f\n' | sort >"$store/$top/packages"
+		touch "$root/.done"
+	fi
+	if [ ! -f "$dir/system-closure/registration" ]; then
+		rm -rf "$dir/system-closure"
+		"$dir/nbimg-cgo" --quiet closure --store-root "$root" -o "$dir/system-closure" "/nix/store/$top"
+	fi
+	echo "/nix/store/$top"
+}
+
+if [ "$netboot_level" != 0 ]; then
+	top=$(make_system)
+	root=$dir/system-root
+	echo "== netboot, zstd level $netboot_level: $(wc -l <"$dir/system-closure/store-paths") store paths, processors $procs, $rounds rounds"
+	for r in $(seq "$rounds"); do
+		measure "nixos-way-netboot" "$dir/nixos-initrd" bash scripts/nixos-netboot.sh "$dir/system-closure" "$root" \
+			"$root$top/initrd" "$netboot_level" "$procs" "$dir/nixos-initrd"
+		rm -rf "$dir/nbimg-netboot"
+		measure "nbimg-netboot" "$dir/nbimg-netboot/initrd" "$dir/nbimg-cgo" --quiet netboot -o "$dir/nbimg-netboot" \
+			--toplevel "$top" --store-root "$root" --closure "$dir/system-closure" \
+			--comp "zstd -Xcompression-level $netboot_level" --processors "$procs"
+		echo "  (round $r done)"
+	done
+fi
+
+echo "== summary (median of rounds; ratio = nbimg / mksquashfs, or / the NixOS way for netboot; size of the image or the initrd)"
 printf '%-22s %8s %8s %10s %12s | %6s %6s %6s %7s\n' run "wall s" "cpu s" "rss MiB" size wall cpu rss size
 awk '
 { n[$1]++; w[$1, n[$1]] = $2; c[$1, n[$1]] = $3; m[$1, n[$1]] = $4; s[$1] = $5 }
@@ -115,6 +164,7 @@ function med(a, k,   i, j, t, v, cnt) {
 END {
 	for (k in n) {
 		split(k, parts, "-"); level = parts[length(parts)]; ref = "mksquashfs-" level
+		if (k ~ /netboot/) ref = "nixos-way-netboot"
 		printf "%-22s %8.2f %8.2f %10.1f %12d | %6.3f %6.3f %6.3f %7.4f\n", k, med(w, k), med(c, k), med(m, k) / 1024, s[k],
 			med(w, k) / med(w, ref), med(c, k) / med(c, ref), med(m, k) / med(m, ref), s[k] / s[ref]
 	}

@@ -11,7 +11,7 @@ packages=(
 	squashfs-tools squashfs-tools-ng qemu-system-x86 ipxe-qemu
 	linux-image-cloud-amd64 busybox-static nix-bin pxelinux syslinux-common
 	dnsmasq shellcheck cpio libarchive-tools kexec-tools zstd xz-utils
-	time nfs-ganesha nfs-ganesha-vfs rpcbind
+	time bc nfs-ganesha nfs-ganesha-vfs rpcbind
 )
 
 missing=()

@@ -176,7 +176,9 @@ func TestKexecTreeBoots(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.Toplevel, "sw", "bin", "kexec")); err != nil {
 		testutil.SkipOrFail(t, "the fixture system has no kexec: install kexec-tools and rebuild it with `make fixture`")
 	}
-	tree := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--cmdline", "fixture.check=none")
+	// The first system skips the store check; the kexec'ed one, which
+	// boots the tree's initrd.gz, checks every file's sha256.
+	tree := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir)
 
 	// The first boot's initrd: initrd.gz, NULs to a 4-byte boundary, then
 	// an uncompressed newc segment holding kexec/ and the tree.
@@ -216,13 +218,13 @@ func TestKexecTreeBoots(t *testing.T) {
 	res := qemu.BootT(t, qemu.Config{
 		Kernel:      filepath.Join(tree, "bzImage"),
 		Initrd:      first,
-		Cmdline:     m.Inputs.Cmdline + " fixture.kexec=/kexec",
+		Cmdline:     m.Inputs.Cmdline + " fixture.check=none fixture.kexec=/kexec",
 		Memory:      1024,
 		Marker:      f.Marker,
 		FailMarkers: []string{f.FailMarker},
 	})
-	if !strings.Contains(res.Line, "tag=kexec") {
-		t.Errorf("the marker %q is not the kexec'ed system's (no tag=kexec)", res.Line)
+	if !strings.Contains(res.Line, "tag=kexec") || !strings.Contains(res.Line, "check=sha256") {
+		t.Errorf("the marker %q is not the kexec'ed system's after a full store check (tag=kexec, check=sha256)", res.Line)
 	}
 	console := string(res.Console)
 	if !strings.Contains(console, "kexec-boot: loading /run/fixture-kexec/bzImage") {

@@ -146,13 +146,16 @@ func TestNetbootBootsDirect(t *testing.T) {
 	for _, compress := range []string{"none", "zstd"} {
 		t.Run(compress, func(t *testing.T) {
 			dir := buildNetboot(t, f, "--compress", compress)
-			qemu.BootT(t, qemu.Config{
+			res := qemu.BootT(t, qemu.Config{
 				Kernel:      filepath.Join(dir, "bzImage"),
 				Initrd:      filepath.Join(dir, "initrd"),
 				Cmdline:     ipxeCmdline(t, dir),
 				Marker:      f.Marker,
 				FailMarkers: []string{f.FailMarker},
 			})
+			if !strings.Contains(res.Line, "check=sha256") {
+				t.Errorf("the marker %q does not follow a full store check", res.Line)
+			}
 		})
 	}
 }
@@ -161,13 +164,20 @@ func TestNetbootBootsIPXE(t *testing.T) {
 	skipShort(t)
 	f := testutil.LoadFixture(t)
 	qemu.RequireNetboot(t)
-	dir := buildNetboot(t, f)
-	qemu.BootT(t, qemu.Config{
-		TFTPDir:     dir,
-		BootFile:    "netboot.ipxe",
-		Marker:      f.Marker,
-		FailMarkers: []string{f.FailMarker},
-	})
+	for _, compress := range []string{"none", "zstd"} {
+		t.Run(compress, func(t *testing.T) {
+			dir := buildNetboot(t, f, "--compress", compress)
+			res := qemu.BootT(t, qemu.Config{
+				TFTPDir:     dir,
+				BootFile:    "netboot.ipxe",
+				Marker:      f.Marker,
+				FailMarkers: []string{f.FailMarker},
+			})
+			if !strings.Contains(res.Line, "check=sha256") {
+				t.Errorf("the marker %q does not follow a full store check", res.Line)
+			}
+		})
+	}
 }
 
 func TestNetbootBadInput(t *testing.T) {
