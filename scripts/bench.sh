@@ -12,7 +12,7 @@
 #   BENCH_SIZE_MB  corpus size for level 6 (default 1300)
 #   BENCH_SMALL_MB corpus size for level 19 (default 200)
 #   BENCH_ROUNDS   runs per tool and setting (default 2)
-#   BENCH_LEVELS   zstd levels to run (default "6 19")
+#   BENCH_LEVELS   zstd levels to run (default "6 19"; empty for none)
 #   BENCH_PROCS    --processors for both tools (default: nproc)
 #   BENCH_NETBOOT  zstd level of the netboot comparison, or 0 to skip it (default 6)
 #   BENCH_CORPUS_ONLY=1  only build the corpus
@@ -29,7 +29,7 @@ dir=${BENCH_DIR:-/var/tmp/nbimg-bench}
 size_mb=${BENCH_SIZE_MB:-1300}
 small_mb=${BENCH_SMALL_MB:-200}
 rounds=${BENCH_ROUNDS:-2}
-levels=${BENCH_LEVELS:-6 19}
+levels=${BENCH_LEVELS-6 19}
 netboot_level=${BENCH_NETBOOT:-6}
 procs=${BENCH_PROCS:-$(nproc)}
 
@@ -115,7 +115,7 @@ done
 make_system() {
 	local root=$dir/system-root store top
 	store=$root/nix/store
-	top=bench0000000000000000000000000000-nixos-system-bench-1.0
+	top=1bnch000000000000000000000000000-nixos-system-bench-1.0
 	if [ ! -f "$root/.done" ]; then
 		rm -rf "$root" && mkdir -p "$store"
 		cp -al "$dir/corpus-large/." "$store/"
