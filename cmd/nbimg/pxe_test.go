@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -114,10 +113,7 @@ func TestPXEOutputs(t *testing.T) {
 			t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
 		}
 	}
-	dnsmasq := testutil.Tool(t, "dnsmasq", "dnsmasq-base")
-	if out, err := exec.Command(dnsmasq, "--test", "-C", filepath.Join(dir, "dnsmasq.conf")).CombinedOutput(); err != nil {
-		t.Errorf("dnsmasq --test: %v\n%s", err, out)
-	}
+	testutil.CheckDnsmasq(t, filepath.Join(dir, "dnsmasq.conf"))
 }
 
 // TestPXESharedClosure gives one closureInfo for two systems: each entry's
