@@ -145,10 +145,7 @@ func writeBootTree(ctx context.Context, c *Closure, dir string, o BootOptions, t
 	if top == nil {
 		return nil, ErrNoToplevel
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := logOrDiscard(o.Logf)
 	kernel := o.Kernel
 	if kernel == "" {
 		kernel = c.HostPath(top.Kernel)

@@ -100,6 +100,15 @@ func CreateAtomic(name string, write func(f *os.File) error) (err error) {
 	return nil
 }
 
+// logOrDiscard returns logf, or a function that drops its lines when
+// logf is nil.
+func logOrDiscard(logf func(format string, args ...any)) func(format string, args ...any) {
+	if logf == nil {
+		return func(string, ...any) {}
+	}
+	return logf
+}
+
 // copyFile copies the host file src to dst with the given permissions.
 func copyFile(dst, src string, perm fs.FileMode) error {
 	in, err := os.Open(src)

@@ -63,10 +63,7 @@ func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiRe
 	if top == nil {
 		return nil, ErrNoToplevel
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := logOrDiscard(o.Logf)
 	name := o.Name
 	if name == "" {
 		var err error

@@ -117,10 +117,7 @@ func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PX
 	if len(systems) == 0 {
 		return nil, ErrNoToplevel
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := logOrDiscard(o.Logf)
 	syslinux, err := netboot.FindSyslinux(o.Syslinux)
 	if err != nil {
 		return nil, err
