@@ -73,7 +73,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand:      true,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
-			&cli.BoolFlag{Name: "verbose", Usage: "print details of the work (encoder, inputs, timings)"},
+			&cli.BoolFlag{Name: "verbose", Usage: "print details of the work (encoder, inputs)"},
 			&cli.BoolFlag{Name: "timings", Usage: "record wall-clock timings in manifest.json (which then differs between builds)"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile to `FILE` (for go tool pprof)", TakesFile: true},
 		},
