@@ -136,11 +136,23 @@ func TestBootOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			bin, pidFile := fakeQEMU(t, tt.lines, tt.rest)
-			res, err := Boot(t.Context(), Config{
-				Binary: bin, Kernel: "k",
-				Marker: "FIXTURE-OK", FailMarkers: []string{"FIXTURE-FAIL"},
-				Timeout: 1 * time.Second,
-			})
+			var (
+				res *Result
+				err error
+			)
+			// A script written a moment ago can fail to start with "text
+			// file busy" while a parallel test forks: try again then.
+			for try := 0; try < 5; try++ {
+				res, err = Boot(t.Context(), Config{
+					Binary: bin, Kernel: "k",
+					Marker: "FIXTURE-OK", FailMarkers: []string{"FIXTURE-FAIL"},
+					Timeout: 1 * time.Second,
+				})
+				if !errors.Is(err, syscall.ETXTBSY) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
 			assertGone(t, pidFile)
 			if tt.wantErr == nil {
 				if err != nil {
