@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nbimg/nbimg/internal/ioctx"
 	"io"
 	"os"
 	"time"
@@ -325,7 +326,7 @@ func (w *Writer) finishPlain(size int64) error {
 func (w *Writer) finishCompressed(ctx context.Context, size int64) error {
 	spool := w.spool
 	a, err := w.segmentArchive(size, func() (io.ReadCloser, error) {
-		return io.NopCloser(ctxReader{ctx, io.NewSectionReader(spool, 0, size)}), nil
+		return io.NopCloser(ioctx.Reader(ctx, io.NewSectionReader(spool, 0, size))), nil
 	})
 	if err != nil {
 		return err
@@ -343,19 +344,6 @@ func (w *Writer) finishCompressed(ctx context.Context, size int64) error {
 		return fmt.Errorf("writing %v segment: %w", w.opts.Compression, err)
 	}
 	return nil
-}
-
-// ctxReader fails with the context's error once it is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // sizeField is the offset of c_filesize in a newc header.

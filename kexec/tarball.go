@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/nbimg/nbimg/internal/ioctx"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,7 +79,7 @@ func addFile(ctx context.Context, tw *tar.Writer, path string, hdr func(mode, si
 	if err := tw.WriteHeader(hdr(mode, st.Size())); err != nil {
 		return fmt.Errorf("kexec tarball: %s: %w", path, err)
 	}
-	n, err := io.Copy(tw, ctxReader{ctx, f})
+	n, err := io.Copy(tw, ioctx.Reader(ctx, f))
 	if err != nil {
 		return fmt.Errorf("kexec tarball: reading %s: %w", path, err)
 	}
@@ -86,17 +87,4 @@ func addFile(ctx context.Context, tw *tar.Writer, path string, hdr func(mode, si
 		return fmt.Errorf("kexec tarball: %s changed size while being read", path)
 	}
 	return nil
-}
-
-// ctxReader stops a copy when the context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r ctxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/nbimg/nbimg/squashfs"
 )
 
-// failingWriter accepts limit bytes, then fails every write with errFull.
+// failingWriter accepts limit bytes, then fails every write with errFull;
+// with a limit of math.MaxInt64 it is a writer that keeps nothing.
 type failingWriter struct {
 	pos, size, limit int64
 }

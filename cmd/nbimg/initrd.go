@@ -1,9 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
+	"github.com/nbimg/nbimg/internal/ioctx"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,13 +172,13 @@ func runInitrd(c *cli.Context) error {
 			return err
 		}
 		for i, b := range bases {
-			if _, err := w.AppendBase(initrdCtxReader{c.Context, b}); err != nil {
+			if _, err := w.AppendBase(ioctx.Reader(c.Context, b)); err != nil {
 				w.Abort()
 				return fmt.Errorf("base initrd %s: %w", basePaths[i], err)
 			}
 		}
 		u.Progress("appending %s", imagePath)
-		if err := w.AppendImage(initrdCtxReader{c.Context, image}); err != nil {
+		if err := w.AppendImage(ioctx.Reader(c.Context, image)); err != nil {
 			w.Abort()
 			return fmt.Errorf("store image %s: %w", imagePath, err)
 		}
@@ -202,19 +201,6 @@ func runInitrd(c *cli.Context) error {
 	u.Infof("%s: %s (%d base initrd(s), then the store image in %s)", out, humanBytes(res.Size), len(bases), kind)
 	u.Debugf("written in %s", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// initrdCtxReader stops a copy when the command is interrupted.
-type initrdCtxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (r initrdCtxReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.r.Read(p)
 }
 
 // initrdFromClosure builds the closure's store image straight into the
