@@ -1,8 +1,10 @@
 # nbimg — build, test, demo and benchmark.
 #
 #   make demo    build the fixture system, run nbimg on it, boot the result
-#   make test    run every test (installs nothing; see .ci/run for the packages)
-#   make bench   compare nbimg with mksquashfs on a large corpus
+#   make test    install the checkers' Debian packages (as root), build the
+#                fixture with Nix, then run every test
+#   make bench   compare nbimg with mksquashfs (and the NixOS way) on a large
+#                corpus built from this machine's Debian packages
 
 GO      ?= go
 BIN     := bin/nbimg

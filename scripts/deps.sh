@@ -12,6 +12,12 @@ packages=(
 	linux-image-cloud-amd64 busybox-static nix-bin pxelinux syslinux-common
 	dnsmasq shellcheck cpio libarchive-tools kexec-tools zstd xz-utils
 	time bc nfs-ganesha nfs-ganesha-vfs rpcbind
+	# store over the network (NBD, dm-verity, HTTP)
+	nbdkit nbd-server nbd-client cryptsetup-bin python3
+	# UEFI: firmware, UKI stub, signing checks, ESP images, iPXE EFI builds
+	ovmf systemd-boot-efi sbsigntool dosfstools mtools binutils ipxe
+	# aarch64 guests
+	qemu-system-arm qemu-efi-aarch64
 )
 
 missing=()
@@ -57,11 +63,22 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! nix_conf_ok; then
+	# Merge the two settings single-user root Nix needs into the existing
+	# file: other lines are kept, a differing value of the same key is
+	# replaced.
 	mkdir -p /etc/nix
+	conf=/etc/nix/nix.conf
+	touch "$conf"
+	tmp=$(mktemp "$conf.XXXXXX")
+	grep -Ev '^[[:space:]]*(build-users-group|sandbox)[[:space:]]*=' "$conf" >"$tmp" || true
 	{
 		echo "build-users-group ="
 		echo "sandbox = false"
-		echo "experimental-features = nix-command"
-	} >/etc/nix/nix.conf
-	echo "wrote /etc/nix/nix.conf for single-user Nix as root"
+	} >>"$tmp"
+	if ! grep -Eq '^[[:space:]]*experimental-features[[:space:]]*=' "$tmp"; then
+		echo "experimental-features = nix-command" >>"$tmp"
+	fi
+	chmod 0644 "$tmp"
+	mv "$tmp" "$conf"
+	echo "set build-users-group and sandbox in $conf for single-user Nix as root"
 fi
