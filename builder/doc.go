@@ -1,31 +1,22 @@
-// Package builder reads the input of every nbimg command — a Nix store
-// closure and, optionally, the NixOS system in it — and wires the stages
-// together.
+// Package builder holds nbimg's pipelines: each whole-command job, from a
+// loaded closure (package nixstore) to the files on disk, wiring the stages
+// (squashfs, initrd, netboot, kexec, nfsroot) together:
 //
-// A closure comes from one of:
-//   - a nixpkgs closureInfo directory (store-paths, registration) or a bare
-//     registration file, as `nix-store --load-db` and `--register-validity`
-//     read it (Load with Input.Closure);
-//   - the Nix database, through `nix-store --query --requisites` and
-//     `nix-store --dump-db` (Load with only Input.Toplevel, Nix installed);
-//   - the store directory itself, without Nix (Scan): each path is
-//     serialised as a NAR for its hash and size, and its references are found
-//     by looking for the hash parts of the store's entries in it, as Nix does
-//     after a build.
+//   - Squashfs: an image of directories or the store image of a closure;
+//   - InitrdFile / WriteInitrd: base initrds, then the store image in one
+//     more cpio segment (built straight into it, or an existing image);
+//   - Netboot, KexecTree, PXE, PiNetImage: the boot trees, each with
+//     manifest.json;
+//   - WriteClosure: a closureInfo directory computed without Nix;
+//   - LoadSystems: several systems for one menu.
 //
-// A toplevel is a NixOS system.build.toplevel: ReadToplevel resolves its
-// kernel, initrd, init and dtbs links and reads kernel-params.
-// Input.StoreRoot reads /nix/store/X from StoreRoot/nix/store/X and resolves
-// absolute symlinks inside it, for stores built in a chroot.
+// The store image is made by an ImageWriter (SquashfsImage today), so a
+// pipeline does not depend on one format's options. Every output lands
+// through internal/atomicfile: whole or not at all, with modes that do not
+// depend on the umask. Pipelines check their inputs before writing and
+// return warnings (base initrds the kernel cannot unpack, initrds over
+// 2 GiB) in their results, for the caller to print.
 //
-// Registrations are written exactly as closureInfo writes them (see
-// WriteRegistration), so a squashfs built from a Closure holds the same
-// nix-path-registration as one NixOS builds.
-//
-// Limits: the store directory is /nix/store for toplevels and the scanner's
-// default; registrations without hashes (`--register-validity` without
-// `--hash-given`) are not accepted; Scan's references can be a superset of
-// Nix's (see Scan); NAR serialisation records what Nix records (regular
-// files with the owner's execute bit, symlinks, directories) and refuses
-// other file types.
+// Limits: builder prints nothing itself and knows no command-line flags;
+// errors name the files the user gave.
 package builder

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nbimg/nbimg/nixstore"
+
 	"github.com/nbimg/nbimg/kexec"
 )
 
@@ -22,7 +24,7 @@ type KexecOptions struct {
 // manifest.json, and with o.Tarball kexec.tar.gz holding the first three
 // under kexec/ (dated the store image's time). dir is replaced whole, or
 // left alone on failure.
-func KexecTree(ctx context.Context, c *Closure, dir string, o KexecOptions) (*BootResult, error) {
+func KexecTree(ctx context.Context, c *nixstore.Closure, dir string, o KexecOptions) (*BootResult, error) {
 	top := c.Toplevel
 	if top == nil {
 		return nil, ErrNoToplevel
@@ -48,7 +50,7 @@ func KexecTree(ctx context.Context, c *Closure, dir string, o KexecOptions) (*Bo
 			if o.Logf != nil {
 				o.Logf("tarball %s", kexec.TarballName)
 			}
-			return []string{kexec.TarballName}, writeTarball(ctx, tmp, time.Unix(ir.MkfsTime, 0))
+			return []string{kexec.TarballName}, writeTarball(ctx, tmp, time.Unix(ir.Image.MkfsTime, 0))
 		}
 	}
 	return writeBootTree(ctx, c, dir, o.BootOptions, t)

@@ -75,6 +75,15 @@ type ManifestSettings struct {
 	MkfsTime          int64  `json:"mkfs_time"`              // Unix seconds
 	InitrdCompression string `json:"initrd_compression"`     // of the appended segment
 	ImageName         string `json:"image_name"`             // path of the store image in the initrd
+	// Image describes the store image whatever its format; the squashfs_*
+	// keys above stay for compatibility.
+	Image *ManifestImage `json:"image,omitempty"`
+}
+
+// ManifestImage describes the store image.
+type ManifestImage struct {
+	Format string `json:"format"` // "squashfs"
+	Size   int64  `json:"size"`   // bytes
 }
 
 // ManifestOutput is one file written.

@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -10,96 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/atomicfile"
+	"github.com/nbimg/nbimg/nixstore"
+
 	"github.com/nbimg/nbimg/initrd"
 	"github.com/nbimg/nbimg/netboot"
-	"github.com/nbimg/nbimg/squashfs"
 )
-
-// InitrdOptions say how the store image is built and appended to the base
-// initrds.
-type InitrdOptions struct {
-	Image  squashfs.Options // the store image; see StoreImageOptions
-	Initrd initrd.Options   // the appended segment
-	Bases  []string         // host paths of the base initrds, written unchanged in order
-}
-
-// InitrdResult describes a written initrd.
-type InitrdResult struct {
-	Image    squashfs.Stats
-	MkfsTime int64 // the image's superblock time, Unix seconds
-	Initrd   *initrd.Result
-}
-
-// WriteInitrd writes the base initrds to out, then a segment holding the
-// closure's store image, which is written straight into the segment: it is
-// never stored twice. out must be empty and seekable.
-func WriteInitrd(ctx context.Context, out *os.File, c *Closure, o InitrdOptions) (*InitrdResult, error) {
-	tree, err := storeImageTree(ctx, c, &o.Image)
-	if err != nil {
-		return nil, err
-	}
-	if o.Initrd.TempDir == "" {
-		o.Initrd.TempDir = filepath.Dir(out.Name())
-	}
-	w, err := initrd.NewWriter(out, o.Initrd)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range o.Bases {
-		if err := appendBase(w, b); err != nil {
-			w.Abort()
-			return nil, err
-		}
-	}
-	iw, err := w.CreateImage()
-	if err != nil {
-		w.Abort()
-		return nil, err
-	}
-	stats, err := squashfs.Write(ctx, iw, tree, o.Image)
-	if err != nil {
-		w.Abort()
-		return nil, err
-	}
-	var sb [12]byte
-	if _, err := iw.ReadAt(sb[:], 0); err != nil {
-		w.Abort()
-		return nil, fmt.Errorf("reading back the image superblock: %w", err)
-	}
-	res, err := w.CloseContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &InitrdResult{Image: stats, MkfsTime: int64(binary.LittleEndian.Uint32(sb[8:])), Initrd: res}, nil
-}
-
-// storeImageTree returns the store image's tree and settles its time: the
-// superblock time is opts.MkfsTime, or when that is zero the newest mtime in
-// the closure (1 in a real store); the root, which the image makes up, gets
-// the same time, as mksquashfs gives it with SOURCE_DATE_EPOCH.
-func storeImageTree(ctx context.Context, c *Closure, opts *squashfs.Options) (*squashfs.Tree, error) {
-	tree, err := StoreTree(ctx, c, 0)
-	if err != nil {
-		return nil, err
-	}
-	if opts.MkfsTime.IsZero() {
-		opts.MkfsTime = time.Unix(tree.NewestMtime(), 0).UTC()
-	}
-	tree.Root.Mtime = opts.MkfsTime.Unix()
-	return tree, nil
-}
-
-func appendBase(w *initrd.Writer, name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return fmt.Errorf("base initrd: %w", err)
-	}
-	defer f.Close()
-	if _, err := w.AppendBase(f); err != nil {
-		return fmt.Errorf("base initrd %s: %w", name, err)
-	}
-	return nil
-}
 
 // BootOptions configure the commands that write a kernel and an initrd
 // carrying the store image (Netboot, KexecTree).
@@ -109,8 +24,6 @@ type BootOptions struct {
 	Cmdline     string // extra kernel parameters for the boot script
 	ToolVersion string // recorded in the manifest
 	Timings     bool   // record wall-clock timings in the manifest
-	// Logf, when set, receives a line per step.
-	Logf func(format string, args ...any)
 }
 
 // BootResult describes a written boot directory.
@@ -139,7 +52,7 @@ type bootTree struct {
 // the base initrds (o.Bases or the toplevel's) followed by the store image,
 // the script, t.extra's files and the manifest. dir is replaced whole, or
 // left alone on failure.
-func writeBootTree(ctx context.Context, c *Closure, dir string, o BootOptions, t bootTree) (*BootResult, error) {
+func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions, t bootTree) (*BootResult, error) {
 	start := time.Now()
 	top := c.Toplevel
 	if top == nil {
@@ -154,7 +67,7 @@ func writeBootTree(ctx context.Context, c *Closure, dir string, o BootOptions, t
 		o.Bases = []string{c.HostPath(top.Initrd)}
 	}
 	res := &BootResult{}
-	err := WriteDirAtomic(dir, func(tmp string) error {
+	err := atomicfile.ReplaceDir(dir, func(tmp string) error {
 		logf("kernel %s", kernel)
 		if err := copyFile(filepath.Join(tmp, t.kernelName), kernel, 0o644); err != nil {
 			return fmt.Errorf("kernel: %w", err)
@@ -204,7 +117,7 @@ func writeBootTree(ctx context.Context, c *Closure, dir string, o BootOptions, t
 // Netboot writes dir with bzImage, initrd (the base initrds followed by the
 // store image), netboot.ipxe and manifest.json, as NixOS's netboot module
 // lays them out. dir is replaced whole, or left alone on failure.
-func Netboot(ctx context.Context, c *Closure, dir string, o BootOptions) (*BootResult, error) {
+func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions) (*BootResult, error) {
 	if c.Toplevel == nil {
 		return nil, ErrNoToplevel
 	}
@@ -217,17 +130,20 @@ func Netboot(ctx context.Context, c *Closure, dir string, o BootOptions) (*BootR
 	if err != nil {
 		return nil, err
 	}
-	cmdline, _ := script.KernelCmdline()
+	line, err := script.KernelCmdline()
+	if err != nil {
+		return nil, err
+	}
 	return writeBootTree(ctx, c, dir, o, bootTree{
 		command:    "netboot",
 		kernelName: netboot.KernelName, initrdName: netboot.InitrdName, scriptName: netboot.ScriptName,
-		script: text, scriptMode: 0o644, cmdline: cmdline,
+		script: text, scriptMode: 0o644, cmdline: line,
 	})
 }
 
 // newManifest fills the parts of a manifest common to every command that
 // writes an initrd.
-func newManifest(command, version string, c *Closure, o InitrdOptions, ir *InitrdResult) *Manifest {
+func newManifest(command, version string, c *nixstore.Closure, o InitrdOptions, ir *InitrdResult) *Manifest {
 	m := &Manifest{
 		ManifestVersion: ManifestVersion,
 		Tool:            strings.TrimSpace("nbimg " + version),
@@ -237,15 +153,16 @@ func newManifest(command, version string, c *Closure, o InitrdOptions, ir *Initr
 			NarSize:    c.NarSize(),
 		},
 		Settings: ManifestSettings{
-			Compressor:        o.Image.Compressor.String(),
-			BlockSize:         o.Image.BlockSize,
-			MkfsTime:          ir.MkfsTime,
 			InitrdCompression: o.Initrd.Compression.String(),
 			ImageName:         o.Initrd.Name,
 		},
 	}
-	if o.Image.Compressor.Kind == "" || o.Image.Compressor.Kind == "zstd" {
-		m.Settings.ZstdEncoder = o.Image.Compressor.EncoderName()
+	if img := ir.Image; img != nil {
+		m.Settings.Compressor = img.Compressor
+		m.Settings.ZstdEncoder = img.Encoder
+		m.Settings.BlockSize = img.BlockSize
+		m.Settings.MkfsTime = img.MkfsTime
+		m.Settings.Image = &ManifestImage{Format: img.Format, Size: img.OutputBytes}
 	}
 	if m.Settings.ImageName == "" {
 		m.Settings.ImageName = initrd.DefaultName

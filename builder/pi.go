@@ -2,15 +2,16 @@ package builder
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nbimg/nbimg/internal/atomicfile"
+	"github.com/nbimg/nbimg/nixstore"
 
 	"github.com/nbimg/nbimg/nfsroot"
 )
@@ -57,7 +58,7 @@ const PiFirmwareLink = "firmware"
 // package nfsroot): boot/ for TFTP, os/<name>/ as the NFS root, exports,
 // dnsmasq.conf and manifest.json. Everything is copied by nbimg; dir is
 // replaced whole, or left alone on failure.
-func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiResult, error) {
+func PiNetImage(ctx context.Context, c *nixstore.Closure, dir string, o PiOptions) (*PiResult, error) {
 	start := time.Now()
 	top := c.Toplevel
 	if top == nil {
@@ -143,7 +144,7 @@ func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiRe
 	}
 
 	res := &PiResult{Name: name}
-	err = WriteDirAtomic(dir, func(tmp string) error {
+	err = atomicfile.ReplaceDir(dir, func(tmp string) error {
 		bootDir := filepath.Join(tmp, "boot")
 		if err := os.Mkdir(bootDir, 0o755); err != nil {
 			return err
@@ -231,27 +232,14 @@ func PiNetImage(ctx context.Context, c *Closure, dir string, o PiOptions) (*PiRe
 
 // piDefaultName names the root as raspberry-pi-nix does, from the
 // toplevel's nixos-version and system files.
-func piDefaultName(c *Closure) (string, error) {
+func piDefaultName(c *nixstore.Closure) (string, error) {
 	top := c.Toplevel
-	read := func(f string) (string, error) {
-		b, err := os.ReadFile(hostJoin(c.StoreRoot, top.Path+"/"+f))
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("toplevel %s has no %s to name the NFS root after: pass --name", top.Path, f)
+	for _, f := range []struct{ name, v string }{{"nixos-version", top.Version}, {"system", top.System}} {
+		if f.v == "" {
+			return "", fmt.Errorf("toplevel %s has no %s to name the NFS root after: pass --name", top.Path, f.name)
 		}
-		if err != nil {
-			return "", fmt.Errorf("toplevel %s: %w", top.Path, err)
-		}
-		return strings.TrimSpace(string(b)), nil
 	}
-	version, err := read("nixos-version")
-	if err != nil {
-		return "", err
-	}
-	system, err := read("system")
-	if err != nil {
-		return "", err
-	}
-	name, err := nfsroot.DefaultName(version, system)
+	name, err := nfsroot.DefaultName(top.Version, top.System)
 	if err != nil {
 		return "", fmt.Errorf("toplevel %s: %w: pass --name", top.Path, err)
 	}
@@ -260,13 +248,12 @@ func piDefaultName(c *Closure) (string, error) {
 
 // toplevelFirmware returns the host directory of the toplevel's firmware
 // entry when it holds Raspberry Pi firmware files, else "".
-func toplevelFirmware(c *Closure) string {
-	r, err := resolveLogical(c.Toplevel.Path+"/"+PiFirmwareLink, c.StoreRoot)
-	if err != nil {
+func toplevelFirmware(c *nixstore.Closure) string {
+	if c.Toplevel.Firmware == "" {
 		return ""
 	}
-	host := hostJoin(c.StoreRoot, r)
-	if st, err := os.Stat(host); err != nil || !st.IsDir() || !nfsroot.HasFirmware(host) {
+	host := c.HostPath(c.Toplevel.Firmware)
+	if !nfsroot.HasFirmware(host) {
 		return ""
 	}
 	return host

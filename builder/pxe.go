@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/atomicfile"
+	"github.com/nbimg/nbimg/nixstore"
+
 	"github.com/nbimg/nbimg/netboot"
 )
 
@@ -31,8 +34,6 @@ type PXEOptions struct {
 	ToolVersion string
 	// Timings records wall-clock timings in the manifest.
 	Timings bool
-	// Logf, when set, receives a line per step.
-	Logf func(format string, args ...any)
 }
 
 // PXEResult describes a PXE directory.
@@ -41,57 +42,16 @@ type PXEResult struct {
 	Manifest *Manifest
 }
 
-// SubClosure returns the part of c that the store path root needs: root
-// and everything it refers to, directly or not, per c's references. The
-// result shares c's store and has no toplevel.
-func SubClosure(c *Closure, root string) (*Closure, error) {
-	if _, ok := c.Lookup(root); !ok {
-		return nil, fmt.Errorf("%s is not in the closure", root)
-	}
-	seen := map[string]bool{root: true}
-	queue := []string{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		info, ok := c.Lookup(p)
-		if !ok {
-			return nil, fmt.Errorf("closure is not closed: %s refers to a path it does not list", p)
-		}
-		for _, r := range info.References {
-			if !seen[r] {
-				seen[r] = true
-				queue = append(queue, r)
-			}
-		}
-	}
-	sub := &Closure{StoreDir: c.StoreDir, StoreRoot: c.StoreRoot}
-	for _, p := range c.Paths {
-		if seen[p.Path] {
-			sub.Paths = append(sub.Paths, p)
-		}
-	}
-	if len(sub.Paths) != len(seen) {
-		for p := range seen {
-			if _, ok := c.Lookup(p); !ok {
-				return nil, fmt.Errorf("closure is not closed: %s is referred to but not listed", p)
-			}
-		}
-	}
-	return sub, nil
-}
-
 // MenuTitle returns the menu text of a system: its name and version and
 // the start of its hash, e.g. "fixture 1.0 (5n0mckly)". The version is the
 // toplevel's nixos-version file when it has one.
-func MenuTitle(c *Closure) string {
+func MenuTitle(c *nixstore.Closure) string {
 	t := c.Toplevel
 	base := path.Base(t.Path)
 	hash := base[:min(8, len(base))]
 	name := strings.TrimPrefix(t.Label, "nixos-system-")
-	if v, err := os.ReadFile(c.HostPath(t.Path + "/nixos-version")); err == nil {
-		if v := strings.TrimSpace(string(v)); v != "" && !strings.ContainsAny(v, "\n\r\x00") {
-			name = strings.TrimSuffix(name, "-"+v) + " " + v
-		}
+	if v := t.Version; v != "" {
+		name = strings.TrimSuffix(name, "-"+v) + " " + v
 	}
 	return name + " (" + hash + ")"
 }
@@ -112,7 +72,7 @@ var ErrDuplicateSystem = errors.New("builder: the same system is given twice")
 //
 // <toplevel> is the base name of the system's store path. Each closure
 // must have a Toplevel. dir is replaced whole, or left alone on failure.
-func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PXEResult, error) {
+func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOptions) (*PXEResult, error) {
 	start := time.Now()
 	if len(systems) == 0 {
 		return nil, ErrNoToplevel
@@ -179,7 +139,7 @@ func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PX
 	}
 
 	res := &PXEResult{}
-	err = WriteDirAtomic(abs, func(tmp string) error {
+	err = atomicfile.ReplaceDir(abs, func(tmp string) error {
 		tftp := filepath.Join(tmp, netboot.TFTPDir)
 		if err := os.MkdirAll(filepath.Join(tftp, path.Dir(netboot.PXELinuxConfig)), 0o755); err != nil {
 			return err
@@ -231,7 +191,7 @@ func PXE(ctx context.Context, systems []*Closure, dir string, o PXEOptions) (*PX
 			rel := netboot.TFTPDir + "/" + e.Dir
 			m.Entries = append(m.Entries, ManifestEntry{
 				Name: netboot.EntryLabel(i), Title: e.Title, Dir: rel, Toplevel: top.Path,
-				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: ir.MkfsTime,
+				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: ir.Image.MkfsTime,
 				Cmdline: menu.CommandLine(i),
 			})
 			names = append(names, rel+"/"+netboot.KernelName, rel+"/"+netboot.InitrdName)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path"
 
+	"github.com/nbimg/nbimg/nixstore"
+
 	"github.com/nbimg/nbimg/squashfs"
 )
 
@@ -35,7 +37,7 @@ func StoreImageOptions() squashfs.Options {
 // lays them out. The root has mode 0755 and mtime rootMtime. Nothing is
 // read but directory listings: file contents are read when the image is
 // written.
-func StoreTree(ctx context.Context, c *Closure, rootMtime int64) (*squashfs.Tree, error) {
+func StoreTree(ctx context.Context, c *nixstore.Closure, rootMtime int64) (*squashfs.Tree, error) {
 	t := squashfs.NewTree()
 	t.Root.Mtime = rootMtime
 	reg := c.Registration()

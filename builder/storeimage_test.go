@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/nbimg/nbimg/builder"
-	"github.com/nbimg/nbimg/builder/buildertest"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/nixstore"
+	"github.com/nbimg/nbimg/nixstore/nixstoretest"
 	"github.com/nbimg/nbimg/squashfs"
 )
 
@@ -25,7 +26,7 @@ func TestStoreTreeLayout(t *testing.T) {
 	os.MkdirAll(filepath.Join(root, a, "bin"), 0o755)
 	os.WriteFile(filepath.Join(root, a, "bin", "x"), []byte("x"), 0o555)
 	os.WriteFile(filepath.Join(root, b), []byte("b"), 0o444)
-	c := &builder.Closure{StoreDir: "/nix/store", StoreRoot: root, Paths: []builder.PathInfo{{Path: a}, {Path: b}}}
+	c := &nixstore.Closure{StoreDir: "/nix/store", StoreRoot: root, Paths: []nixstore.PathInfo{{Path: a}, {Path: b}}}
 	tree, err := builder.StoreTree(context.Background(), c, 42)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,7 @@ func TestStoreTreeLayout(t *testing.T) {
 	if tree.Root.Perm != 0o755 || tree.Root.Mtime != 42 || tree.Root.Children[2].Type != squashfs.TypeFile {
 		t.Errorf("root %+v", tree.Root)
 	}
-	c.Paths = append(c.Paths, builder.PathInfo{Path: "/nix/store/cccccccccccccccccccccccccccccccc-missing"})
+	c.Paths = append(c.Paths, nixstore.PathInfo{Path: "/nix/store/cccccccccccccccccccccccccccccccc-missing"})
 	if _, err := builder.StoreTree(context.Background(), c, 0); err == nil || !strings.Contains(err.Error(), "-missing") {
 		t.Fatalf("missing path: %v", err)
 	}
@@ -53,11 +54,11 @@ func TestStoreTreeLayout(t *testing.T) {
 // TestStoreImageMatchesMksquashfs builds the image of a real Nix closure and
 // compares it with what make-squashfs.nix's mksquashfs call makes of it.
 func TestStoreImageMatchesMksquashfs(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	mksq := testutil.Tool(t, "mksquashfs", "squashfs-tools")
 	diff := testutil.Tool(t, "sqfsdiff", "squashfs-tools-ng")
 	ctx := context.Background()
-	c, err := builder.Load(ctx, builder.Input{Toplevel: s.Top})
+	c, err := nixstore.Load(ctx, nixstore.Input{Toplevel: s.Top})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,10 @@ func FuzzScriptQuoting(f *testing.F) {
 		if err != nil {
 			return
 		}
-		want, _ := s.CommandLine()
+		want, err := s.CommandLine()
+		if err != nil {
+			t.Fatalf("Text succeeded but CommandLine failed: %v", err)
+		}
 		var line string
 		for _, l := range strings.Split(string(text), "\n") {
 			if strings.HasPrefix(l, "cmdline=") {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/nbimg/nbimg/cmdline"
 )
 
 // File names in a kexec tree, and the tarball's.
@@ -32,34 +34,17 @@ type Script struct {
 	Label string
 }
 
-func (s Script) check() error {
-	if s.Init == "" {
-		return fmt.Errorf("%w: init path is empty", ErrBadScript)
-	}
-	for _, f := range []struct{ name, v string }{{"init path", s.Init}, {"kernel params", s.KernelParams}, {"cmdline", s.Cmdline}, {"label", s.Label}} {
-		if strings.ContainsAny(f.v, "\n\r\x00") {
-			return fmt.Errorf("%w: %s %q has a line break or NUL", ErrBadScript, f.name, f.v)
-		}
-	}
-	if strings.ContainsAny(s.Init, " \t") {
-		return fmt.Errorf("%w: init path %q has white space", ErrBadScript, s.Init)
-	}
-	return nil
-}
-
 // CommandLine returns the kernel command line kexec-boot passes when it is
 // given no arguments.
 func (s Script) CommandLine() (string, error) {
-	if err := s.check(); err != nil {
-		return "", err
+	if strings.ContainsAny(s.Label, "\n\r\x00") {
+		return "", fmt.Errorf("%w: label %q has a line break or NUL", ErrBadScript, s.Label)
 	}
-	args := []string{"init=" + s.Init}
-	for _, p := range []string{s.KernelParams, s.Cmdline} {
-		if p = strings.Join(strings.Fields(p), " "); p != "" {
-			args = append(args, p)
-		}
+	line, err := cmdline.Line{Init: s.Init, KernelParams: s.KernelParams, Extra: []string{s.Cmdline}}.String()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadScript, err)
 	}
-	return strings.Join(args, " "), nil
+	return line, nil
 }
 
 // shellQuote quotes s for a POSIX shell: inside single quotes, each single

@@ -20,7 +20,7 @@ var goldenScripts = []struct {
 }{
 	{"plain", Script{Init: toplevel + "/init"}},
 	{"params", Script{Init: toplevel + "/init", KernelParams: "console=ttyS0 loglevel=4", Label: "nixos-system-nbimg-24.11"}},
-	{"quotes", Script{Init: toplevel + "/init", KernelParams: " console=ttyS0\tloglevel=4 ", Cmdline: `a='b c' d="$HOME" e=\x`}},
+	{"quotes", Script{Init: toplevel + "/init", KernelParams: " console=ttyS0\tloglevel=4 ", Cmdline: `a='b c' d=$HOME e=\x`}},
 }
 
 func TestScriptGolden(t *testing.T) {

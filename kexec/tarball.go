@@ -5,11 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
-	"github.com/nbimg/nbimg/internal/ioctx"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nbimg/nbimg/internal/ioctx"
 )
 
 // TreeFiles are the files of a kexec tree, in the (bytewise sorted) order

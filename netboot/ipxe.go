@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/nbimg/nbimg/cmdline"
 )
 
 // File names in a netboot directory.
@@ -48,53 +50,36 @@ type IPXE struct {
 }
 
 // InitPath returns the init of a NixOS toplevel.
-func InitPath(toplevel string) string {
-	return strings.TrimRight(toplevel, "/") + "/init"
-}
-
-func (s IPXE) check() error {
-	if s.Init == "" {
-		return fmt.Errorf("%w: init path is empty", ErrBadScript)
-	}
-	for _, f := range []struct{ name, v string }{{"init path", s.Init}, {"kernel params", s.KernelParams}, {"cmdline", s.Cmdline}} {
-		if strings.ContainsAny(f.v, "\n\r\x00") {
-			return fmt.Errorf("%w: %s %q has a line break or NUL", ErrBadScript, f.name, f.v)
-		}
-	}
-	if strings.ContainsAny(s.Init, " \t") {
-		return fmt.Errorf("%w: init path %q has white space", ErrBadScript, s.Init)
-	}
-	return nil
-}
+func InitPath(toplevel string) string { return cmdline.InitPath(toplevel) }
 
 // KernelCmdline returns the kernel command line the script passes with
 // ${cmdline} empty: what to give a kernel booted directly (QEMU -append,
 // pixiecore --cmdline) from the same directory.
 func (s IPXE) KernelCmdline() (string, error) {
-	if err := s.check(); err != nil {
+	args, err := s.args()
+	if err != nil {
 		return "", err
 	}
-	return strings.Join(s.args(), " "), nil
+	return strings.Join(args, " "), nil
 }
 
-func (s IPXE) args() []string {
-	args := []string{"init=" + s.Init, "initrd=" + InitrdName}
-	for _, p := range []string{s.KernelParams, s.Cmdline} {
-		if p = strings.TrimSpace(p); p != "" {
-			args = append(args, p)
-		}
+func (s IPXE) args() ([]string, error) {
+	w, err := cmdline.Line{Init: s.Init, Post: []string{"initrd=" + InitrdName}, KernelParams: s.KernelParams, Extra: []string{s.Cmdline}}.Words()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadScript, err)
 	}
-	return args
+	return w, nil
 }
 
 // Script returns the text of netboot.ipxe.
 func (s IPXE) Script() ([]byte, error) {
-	if err := s.check(); err != nil {
+	args, err := s.args()
+	if err != nil {
 		return nil, err
 	}
 	var b strings.Builder
 	b.WriteString("#!ipxe\n")
-	fmt.Fprintf(&b, "kernel --name %s %s %s ${cmdline}\n", KernelName, KernelName, strings.Join(s.args(), " "))
+	fmt.Fprintf(&b, "kernel --name %s %s %s ${cmdline}\n", KernelName, KernelName, strings.Join(args, " "))
 	fmt.Fprintf(&b, "initrd --name %s %s\n", InitrdName, InitrdName)
 	b.WriteString("boot\n")
 	return []byte(b.String()), nil

@@ -3,9 +3,10 @@ package netboot
 import (
 	"bytes"
 	"errors"
-	"github.com/nbimg/nbimg/internal/testutil"
 	"strings"
 	"testing"
+
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 const toplevel = "/nix/store/9r8gpyv4b4yz8lqld2s3z3xh6s3kq0yc-nixos-system-nbimg-24.11"

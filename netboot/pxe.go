@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nbimg/nbimg/cmdline"
 )
 
 // Names in a PXE directory (see [Menu]).
@@ -173,8 +175,7 @@ func (m Menu) check() error {
 	}
 	dirs := map[string]int{}
 	for i, e := range m.Entries {
-		s := IPXE{Init: e.Init, KernelParams: e.KernelParams, Cmdline: e.Cmdline}
-		if err := s.check(); err != nil {
+		if _, err := e.line().Words(); err != nil {
 			return fmt.Errorf("%w: entry %d: %v", ErrBadMenu, i+1, err)
 		}
 		if strings.ContainsAny(e.Title, "\n\r\x00") {
@@ -192,15 +193,15 @@ func (m Menu) check() error {
 	return nil
 }
 
-// kernelArgs is the command line without initrd=.
+// line is the entry's command line without initrd=.
+func (e Entry) line() cmdline.Line {
+	return cmdline.Line{Init: e.Init, KernelParams: e.KernelParams, Extra: []string{e.Cmdline}}
+}
+
+// kernelArgs is the command line without initrd=; the entry is checked.
 func (e Entry) kernelArgs() string {
-	args := []string{"init=" + e.Init}
-	for _, p := range []string{e.KernelParams, e.Cmdline} {
-		if p = strings.Join(strings.Fields(p), " "); p != "" {
-			args = append(args, p)
-		}
-	}
-	return strings.Join(args, " ")
+	s, _ := e.line().String()
+	return s
 }
 
 // CommandLine returns the kernel command line of entry i as pxelinux

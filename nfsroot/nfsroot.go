@@ -46,6 +46,8 @@ import (
 	"path"
 	"strings"
 	"unicode"
+
+	"github.com/nbimg/nbimg/cmdline"
 )
 
 // Errors for settings that cannot go in the written files.
@@ -204,13 +206,8 @@ func (c Cmdline) Text() ([]byte, error) {
 	if _, err := ParseNFSRoot(c.Root.String()); err != nil {
 		return nil, err
 	}
-	if !path.IsAbs(c.Init) || hasSpaceOrControl(c.Init) {
-		return nil, fmt.Errorf("%w: init path %q is not absolute or has white space", ErrBadText, c.Init)
-	}
-	for _, f := range []struct{ name, v string }{{"NFS options", c.Options}, {"init path", c.Init}, {"kernel params", c.KernelParams}, {"extra parameters", c.Extra}} {
-		if strings.ContainsAny(f.v, "\n\r\x00") {
-			return nil, fmt.Errorf("%w: %s %q has a line break or NUL", ErrBadText, f.name, f.v)
-		}
+	if strings.ContainsAny(c.Options, "\n\r\x00") {
+		return nil, fmt.Errorf("%w: NFS options %q have a line break or NUL", ErrBadText, c.Options)
 	}
 	if err := CheckNFSOptions(c.Options); err != nil {
 		return nil, err
@@ -220,11 +217,16 @@ func (c Cmdline) Text() ([]byte, error) {
 	if opts != "" {
 		nfsroot += "," + opts
 	}
-	words := []string{"root=/dev/nfs", "nfsroot=" + nfsroot, "rw", "ip=dhcp", "rootwait", "init=" + c.Init}
-	for _, p := range []string{c.KernelParams, c.Extra} {
-		words = append(words, strings.Fields(p)...)
+	line, err := cmdline.Line{
+		Pre:          []string{"root=/dev/nfs", "nfsroot=" + nfsroot, "rw", "ip=dhcp", "rootwait"},
+		Init:         c.Init,
+		KernelParams: c.KernelParams,
+		Extra:        []string{c.Extra},
+	}.String()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadText, err)
 	}
-	return []byte(strings.Join(words, " ") + "\n"), nil
+	return []byte(line + "\n"), nil
 }
 
 // CheckNFSOptions checks --nfs-options: comma-separated mount options

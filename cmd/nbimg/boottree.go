@@ -1,11 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/nbimg/nbimg/builder"
-	"github.com/nbimg/nbimg/squashfs"
+	"github.com/nbimg/nbimg/cmdline"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -26,54 +26,71 @@ func bootTreeFlags(scriptName string, extra ...cli.Flag) []cli.Flag {
 	return append(flags, storeImageFlags()...)
 }
 
-// bootTreeCommand runs a command declared with bootTreeFlags: it checks the
-// arguments, loads the closure, calls write with the options, and reports
-// the result, naming the initrd file initrdName.
-func bootTreeCommand(c *cli.Context, initrdName string,
-	write func(cl *builder.Closure, out string, o builder.BootOptions) (*builder.BootResult, error)) error {
+// cmdlineFlag returns --cmdline, checked.
+func cmdlineFlag(c *cli.Context) (string, error) {
+	s := c.String("cmdline")
+	if err := cmdline.CheckText("--cmdline", s); err != nil {
+		return "", usageError{err.Error()}
+	}
+	return s, nil
+}
+
+// bootOptionsFromFlags checks the arguments of a command declared with
+// bootTreeFlags, loads the closure, and returns it with the options.
+func bootOptionsFromFlags(c *cli.Context, u *ui) (*nixstore.Closure, builder.BootOptions, error) {
 	name := c.Command.Name
 	if c.NArg() > 0 {
-		return usageErrorf("%s takes no arguments (got %q): the system comes from --toplevel", name, c.Args().First())
+		return nil, builder.BootOptions{}, usageErrorf("%s takes no arguments (got %q): the system comes from --toplevel", name, c.Args().First())
 	}
 	in := closureInputFromFlags(c)
 	if in.Toplevel == "" {
-		return usageErrorf("%s needs --toplevel (a NixOS system)", name)
+		return nil, builder.BootOptions{}, usageErrorf("%s needs --toplevel (a NixOS system)", name)
 	}
-	img, seg, err := storeImageOptionsFromFlags(c)
+	extra, err := cmdlineFlag(c)
 	if err != nil {
-		return err
+		return nil, builder.BootOptions{}, err
 	}
-	u := newUI(c)
-	start := time.Now()
-	cl, err := builder.Load(c.Context, in)
+	iopts, err := storeImageOptionsFromFlags(c, u)
 	if err != nil {
-		return err
+		return nil, builder.BootOptions{}, err
 	}
-	u.Debugf("closure: %d store paths, %s NAR", len(cl.Paths), humanBytes(int64(cl.NarSize())))
-	u.Debugf("squashfs: %s, encoder %s", img.Compressor, img.Compressor.EncoderName())
-	img.Progress = func(p squashfs.Progress) {
-		u.Progress("image: %s / %s, %d / %d files", humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Files, p.TotalFiles)
+	iopts.Bases = c.StringSlice("initrd")
+	cl, err := loadClosure(c, u, in)
+	if err != nil {
+		return nil, builder.BootOptions{}, err
 	}
-	out := c.String("output")
-	res, err := write(cl, out, builder.BootOptions{
-		InitrdOptions: builder.InitrdOptions{Image: img, Initrd: seg, Bases: c.StringSlice("initrd")},
+	u.Debugf("store image: %s", iopts.Image.Settings().Description)
+	return cl, builder.BootOptions{
+		InitrdOptions: iopts,
 		Kernel:        c.String("kernel"),
-		Cmdline:       c.String("cmdline"),
+		Cmdline:       extra,
 		ToolVersion:   appVersion(),
 		Timings:       c.Bool("timings"),
-		Logf:          u.Debugf,
-	})
+	}, nil
+}
+
+// bootTreeCommand runs a command declared with bootTreeFlags: write gets
+// the loaded closure and the options; the result is reported, naming the
+// initrd file initrdName.
+func bootTreeCommand(c *cli.Context, initrdName string,
+	write func(cl *nixstore.Closure, out string, o builder.BootOptions) (*builder.BootResult, error)) error {
+	u := newUI(c)
+	start := time.Now()
+	cl, o, err := bootOptionsFromFlags(c, u)
+	if err != nil {
+		return err
+	}
+	out := c.String("output")
+	res, err := write(cl, out, o)
 	u.Done()
 	if err != nil {
 		return err
 	}
-	for _, w := range res.Initrd.Warnings {
-		u.Warnf("%s", w)
-	}
-	s := res.Image
+	printWarnings(u, res.Warnings)
+	img := res.Image
 	u.Infof("%s: %d store paths, image %s from %s (%s), %s %s, in %s",
-		out, len(cl.Paths), humanBytes(s.OutputBytes), humanBytes(s.InputBytes),
-		fmt.Sprintf("%.1f%%", 100*float64(s.OutputBytes)/float64(max(s.InputBytes, 1))),
+		out, len(cl.Paths), humanBytes(img.OutputBytes), humanBytes(img.InputBytes),
+		percent(img.OutputBytes, img.InputBytes),
 		initrdName, humanBytes(res.Initrd.Size), time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -27,8 +28,8 @@ func closureCommand() *cli.Command {
 			"   nbimg closure --store-root /mnt -o closure-info /nix/store/...-nixos-system-pi",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the closureInfo directory `DIR`", Required: true, TakesFile: true},
-			&cli.StringFlag{Name: "store-root", Usage: "read /nix/store/X from `DIR`/nix/store/X (a store built in a chroot)", TakesFile: true},
-			&cli.IntFlag{Name: "processors", Usage: "serialise `N` paths at once (default: all CPUs); the output is the same for any N"},
+			storeRootFlag(),
+			processorsFlag("serialise paths"),
 		},
 		Action: runClosure,
 	}
@@ -38,34 +39,22 @@ func runClosure(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageErrorf("closure: give at least one ROOT store path")
 	}
-	if c.IsSet("processors") && c.Int("processors") < 1 {
-		return usageErrorf("closure: --processors must be at least 1")
-	}
-	u := newUI(c)
-	root := c.String("store-root")
-	var roots []string
-	for _, a := range c.Args().Slice() {
-		p, err := builder.ResolveStorePath(a, builder.DefaultStoreDir, root)
-		if err != nil {
-			return err
-		}
-		u.Debugf("root %s -> %s", a, p)
-		roots = append(roots, p)
-	}
-	start := time.Now()
-	cl, err := builder.Scan(c.Context, roots, builder.ScanOptions{
-		StoreRoot: root,
-		Workers:   c.Int("processors"),
-		Progress: func(done, known int, narBytes uint64) {
-			u.Progress("scanning %d/%d paths, %s", done, known, humanBytes(int64(narBytes)))
-		},
-	})
-	u.Done()
+	workers, err := processors(c)
 	if err != nil {
 		return err
 	}
+	u := newUI(c)
+	start := time.Now()
 	out := c.String("output")
-	if err := builder.WriteClosureInfo(out, cl); err != nil {
+	cl, err := builder.WriteClosure(c.Context, out, c.Args().Slice(), nixstore.ScanOptions{
+		StoreRoot: c.String("store-root"),
+		Workers:   workers,
+		Progress: func(done, known int, narBytes uint64) {
+			u.Progress("scanning %d/%d paths, %s", done, known, humanBytes(int64(narBytes)))
+		},
+	}, u.Debugf)
+	u.Done()
+	if err != nil {
 		return err
 	}
 	u.Infof("%s: %d paths, %s of NAR", out, len(cl.Paths), humanBytes(int64(cl.NarSize())))

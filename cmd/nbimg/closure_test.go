@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nbimg/nbimg/builder"
-	"github.com/nbimg/nbimg/builder/buildertest"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/nixstore"
+	"github.com/nbimg/nbimg/nixstore/nixstoretest"
 	"github.com/urfave/cli/v2"
 )
 
-func checkClosureInfo(t *testing.T, dir string, s *buildertest.Store) {
+func checkClosureInfo(t *testing.T, dir string, s *nixstoretest.Store) {
 	t.Helper()
 	for name, want := range map[string][]byte{"store-paths": s.StorePaths, "registration": s.Registration, "total-nar-size": s.TotalNarSize} {
 		got, err := os.ReadFile(filepath.Join(dir, name))
@@ -38,7 +38,7 @@ func checkClosureInfo(t *testing.T, dir string, s *buildertest.Store) {
 // TestClosureCommandMatchesNix checks `nbimg closure` against the closureInfo
 // Nix makes of the same system (see builder/testdata/store.nix).
 func TestClosureCommandMatchesNix(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	tmp := t.TempDir()
 	result := filepath.Join(tmp, "result")
 	if err := os.Symlink(s.Top, result); err != nil {
@@ -100,7 +100,7 @@ func TestClosureCommandErrors(t *testing.T) {
 }
 
 func TestClosureInputFlags(t *testing.T) {
-	var got builder.Input
+	var got nixstore.Input
 	app := &cli.App{
 		Flags:  closureInputFlags(),
 		Action: func(c *cli.Context) error { got = closureInputFromFlags(c); return nil },
@@ -109,7 +109,7 @@ func TestClosureInputFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (builder.Input{Closure: "ci", Toplevel: "result", StoreRoot: "/mnt"}); got != want {
+	if want := (nixstore.Input{Closure: "ci", Toplevel: "result", StoreRoot: "/mnt"}); got != want {
 		t.Fatalf("input %+v, want %+v", got, want)
 	}
 }
@@ -156,7 +156,7 @@ func TestClosureCommandStoreRoot(t *testing.T) {
 		t.Errorf("store-paths %q, stderr %q", sp, stderr)
 	}
 	reg, _ := os.ReadFile(filepath.Join(out, "registration"))
-	paths, err := builder.ParseRegistration(bytes.NewReader(reg), "registration")
+	paths, err := nixstore.ParseRegistration(bytes.NewReader(reg), "registration")
 	if err != nil || len(paths) != 2 || strings.Join(paths[0].References, " ") != b {
 		t.Errorf("registration %q: %v", reg, err)
 	}

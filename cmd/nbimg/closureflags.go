@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -18,19 +18,33 @@ func closureInputFlags() []cli.Flag {
 			Usage:     "NixOS system: a store `PATH` or a symlink to one (nix-build's result)",
 			TakesFile: true,
 		},
-		&cli.StringFlag{
-			Name:      "store-root",
-			Usage:     "read /nix/store/X from `DIR`/nix/store/X (a store built in a chroot)",
-			TakesFile: true,
-		},
+		storeRootFlag(),
 	}
 }
 
-// closureInputFromFlags turns the closure flags into builder.Input.
-func closureInputFromFlags(c *cli.Context) builder.Input {
-	return builder.Input{
+func storeRootFlag() cli.Flag {
+	return &cli.StringFlag{
+		Name:      "store-root",
+		Usage:     "read /nix/store/X from `DIR`/nix/store/X (a store built in a chroot)",
+		TakesFile: true,
+	}
+}
+
+// closureInputFromFlags turns the closure flags into nixstore.Input.
+func closureInputFromFlags(c *cli.Context) nixstore.Input {
+	return nixstore.Input{
 		Closure:   c.String("closure"),
 		Toplevel:  c.String("toplevel"),
 		StoreRoot: c.String("store-root"),
 	}
+}
+
+// loadClosure loads the closure the flags name and logs its size.
+func loadClosure(c *cli.Context, u *ui, in nixstore.Input) (*nixstore.Closure, error) {
+	cl, err := nixstore.Load(c.Context, in)
+	if err != nil {
+		return nil, err
+	}
+	u.Debugf("closure: %d store paths, %s NAR", len(cl.Paths), humanBytes(int64(cl.NarSize())))
+	return cl, nil
 }

@@ -2,15 +2,12 @@ package main
 
 import (
 	"fmt"
-	"github.com/nbimg/nbimg/internal/ioctx"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/initrd"
-	"github.com/nbimg/nbimg/squashfs"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -76,11 +73,11 @@ func runInitrd(c *cli.Context) error {
 			return usageErrorf("initrd: --%s applies only when the image is built from --closure/--toplevel", f)
 		}
 	}
-	img, seg, err := storeImageOptionsFromFlags(c)
+	u := newUI(c)
+	o, err := storeImageOptionsFromFlags(c, u)
 	if err != nil {
 		return err
 	}
-	comp := seg.Compression
 	name := c.String("name")
 	if _, err := initrd.CleanName(name); err != nil {
 		return usageErrorf("initrd: --name: %v", err)
@@ -89,143 +86,44 @@ func runInitrd(c *cli.Context) error {
 	if mtime < 0 || mtime > 1<<32-1 {
 		return usageErrorf("initrd: --mtime %d is outside 0..4294967295 (newc times are 32-bit)", mtime)
 	}
-	var basePaths []string
 	if l, ok := c.Generic("prepend").(*initrdPathList); ok {
-		basePaths = *l
+		o.Bases = *l
+	}
+	o.Initrd.Name = name
+	o.Initrd.MTime = time.Unix(mtime, 0)
+	o.ImageFile = imagePath
+	start := time.Now()
+	var cl *nixstore.Closure
+	if fromClosure {
+		if cl, err = loadClosure(c, u, in); err != nil {
+			return err
+		}
+		if len(o.Bases) == 0 && cl.Toplevel != nil {
+			o.Bases = []string{cl.HostPath(cl.Toplevel.Initrd)}
+		}
+		u.Debugf("store image: %s", o.Image.Settings().Description)
+	} else {
+		u.Progress("appending %s", imagePath)
 	}
 	out := c.String("output")
-	u := newUI(c)
-	start := time.Now()
-	var cl *builder.Closure
-	if fromClosure {
-		if cl, err = builder.Load(c.Context, in); err != nil {
-			return err
-		}
-		if len(basePaths) == 0 && cl.Toplevel != nil {
-			basePaths = []string{cl.HostPath(cl.Toplevel.Initrd)}
-		}
-	}
-
-	// Open every input before the output exists, so a bad one is reported
-	// by name and nothing is written.
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	open := func(what, p string) (*os.File, int64, error) {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", what, err)
-		}
-		files = append(files, f)
-		st, err := f.Stat()
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", what, err)
-		}
-		if !st.Mode().IsRegular() {
-			return nil, 0, fmt.Errorf("%s %s: not a regular file", what, p)
-		}
-		return f, st.Size(), nil
-	}
-	var bases []*os.File
-	for _, p := range basePaths {
-		f, size, err := open("base initrd", p)
-		if err != nil {
-			return err
-		}
-		info, err := initrd.Identify(f, size)
-		if err != nil {
-			return fmt.Errorf("base initrd %s: %w", p, err)
-		}
-		u.Debugf("base %s: %s, %s", p, info, humanBytes(size))
-		for _, s := range info.Segments {
-			switch s.Format {
-			case initrd.FormatUnknown, initrd.FormatOldCPIO, initrd.FormatLZ4Frame:
-				u.Warnf("base initrd %s: %s data at offset %d, which the kernel cannot unpack", p, s.Format, s.Offset)
-			}
-		}
-		bases = append(bases, f)
-	}
-	segOpts := initrd.Options{
-		Name:        name,
-		MTime:       time.Unix(mtime, 0),
-		Compression: comp,
-		TempDir:     filepath.Dir(out),
-	}
-	if fromClosure {
-		return initrdFromClosure(c, u, cl, out, basePaths, img, segOpts, start)
-	}
-	image, imageSize, err := open("store image", imagePath)
-	if err != nil {
-		return err
-	}
-	if imageSize > initrd.MaxFileSize {
-		return fmt.Errorf("store image %s: %w (it is %s)", imagePath, initrd.ErrFileTooLarge, humanBytes(imageSize))
-	}
-
-	var res *initrd.Result
-	err = builder.CreateAtomic(out, func(f *os.File) error {
-		w, err := initrd.NewWriter(f, segOpts)
-		if err != nil {
-			return err
-		}
-		for i, b := range bases {
-			if _, err := w.AppendBase(ioctx.Reader(c.Context, b)); err != nil {
-				w.Abort()
-				return fmt.Errorf("base initrd %s: %w", basePaths[i], err)
-			}
-		}
-		u.Progress("appending %s", imagePath)
-		if err := w.AppendImage(ioctx.Reader(c.Context, image)); err != nil {
-			w.Abort()
-			return fmt.Errorf("store image %s: %w", imagePath, err)
-		}
-		res, err = w.CloseContext(c.Context)
-		return err
-	})
+	res, err := builder.InitrdFile(c.Context, out, cl, o)
 	u.Done()
 	if err != nil {
 		return err
 	}
-	for _, warning := range res.Warnings {
-		u.Warnf("%s: %s", out, warning)
-	}
+	printWarnings(u, res.Warnings)
+	r := res.Initrd
 	u.Debugf("segment: %s at offset %d, %s, image %s as %s",
-		comp, res.SegmentOffset, humanBytes(res.SegmentSize), humanBytes(res.ImageSize), name)
+		o.Initrd.Compression, r.SegmentOffset, humanBytes(r.SegmentSize), humanBytes(r.ImageSize), name)
 	kind := "an uncompressed segment"
-	if comp != initrd.None {
-		kind = "a segment compressed with " + comp.String()
+	if o.Initrd.Compression != initrd.None {
+		kind = "a segment compressed with " + o.Initrd.Compression.String()
 	}
-	u.Infof("%s: %s (%d base initrd(s), then the store image in %s)", out, humanBytes(res.Size), len(bases), kind)
-	u.Debugf("written in %s", time.Since(start).Round(time.Millisecond))
-	return nil
-}
-
-// initrdFromClosure builds the closure's store image straight into the
-// initrd segment.
-func initrdFromClosure(c *cli.Context, u *ui, cl *builder.Closure, out string, bases []string,
-	img squashfs.Options, seg initrd.Options, start time.Time) error {
-	u.Debugf("closure: %d store paths; squashfs %s, encoder %s", len(cl.Paths), img.Compressor, img.Compressor.EncoderName())
-	img.Progress = func(p squashfs.Progress) {
-		u.Progress("image: %s / %s, %d / %d files", humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Files, p.TotalFiles)
+	what := "the store image"
+	if cl != nil {
+		what = fmt.Sprintf("a %s store image of %d paths", humanBytes(res.Image.OutputBytes), len(cl.Paths))
 	}
-	var res *builder.InitrdResult
-	err := builder.CreateAtomic(out, func(f *os.File) error {
-		var err error
-		res, err = builder.WriteInitrd(c.Context, f, cl, builder.InitrdOptions{Image: img, Initrd: seg, Bases: bases})
-		return err
-	})
-	u.Done()
-	if err != nil {
-		return err
-	}
-	for _, warning := range res.Initrd.Warnings {
-		u.Warnf("%s: %s", out, warning)
-	}
-	u.Infof("%s: %s (%d base initrd(s), then a %s store image of %d paths, %s segment), in %s",
-		out, humanBytes(res.Initrd.Size), len(bases), humanBytes(res.Image.OutputBytes), len(cl.Paths),
-		seg.Compression, time.Since(start).Round(100*time.Millisecond))
+	u.Infof("%s: %s (%d base initrd(s), then %s in %s), in %s", out, humanBytes(r.Size), len(o.Bases), what, kind,
+		time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

@@ -33,7 +33,7 @@ func initrdInputs(t *testing.T) (dir string, bases []string, image string) {
 		return p
 	}
 	bases = []string{write("a,b.cpio", arch.Bytes()), write("odd", []byte{0, 0, 0, 0, 0})}
-	image = write("store.img", bytes.Repeat([]byte("squash"), 999))
+	image = write("store.img", append([]byte("hsqs"), bytes.Repeat([]byte("squash"), 999)...))
 	return dir, bases, image
 }
 
@@ -85,7 +85,7 @@ func TestInitrdCommand(t *testing.T) {
 	if want := libraryInitrd(t, initrd.Options{}, bases, image); !bytes.Equal(got, want) {
 		t.Errorf("output (%d bytes) differs from the library's (%d bytes)", len(got), len(want))
 	}
-	for _, s := range []string{"base " + bases[0] + ": cpio", "base " + bases[1] + ": empty", "segment: none at offset 260", out + ": "} {
+	for _, s := range []string{"base initrd " + bases[0] + ": cpio", "base initrd " + bases[1] + ": empty", "segment: none at offset 260", out + ": "} {
 		if !strings.Contains(stderr, s) {
 			t.Errorf("stderr lacks %q:\n%s", s, stderr)
 		}

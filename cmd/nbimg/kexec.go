@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -42,7 +43,7 @@ func kexecCommand() *cli.Command {
 }
 
 func runKexec(c *cli.Context) error {
-	return bootTreeCommand(c, "initrd.gz", func(cl *builder.Closure, out string, o builder.BootOptions) (*builder.BootResult, error) {
+	return bootTreeCommand(c, "initrd.gz", func(cl *nixstore.Closure, out string, o builder.BootOptions) (*builder.BootResult, error) {
 		return builder.KexecTree(c.Context, cl, out, builder.KexecOptions{BootOptions: o, Tarball: c.Bool("tarball")})
 	})
 }

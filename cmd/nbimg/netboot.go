@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -33,7 +34,7 @@ func netbootCommand() *cli.Command {
 }
 
 func runNetboot(c *cli.Context) error {
-	return bootTreeCommand(c, "initrd", func(cl *builder.Closure, out string, o builder.BootOptions) (*builder.BootResult, error) {
+	return bootTreeCommand(c, "initrd", func(cl *nixstore.Closure, out string, o builder.BootOptions) (*builder.BootResult, error) {
 		return builder.Netboot(c.Context, cl, out, o)
 	})
 }

@@ -99,19 +99,22 @@ func runPiNetimage(c *cli.Context) error {
 		}
 		ranges = append(ranges, r)
 	}
-	u := newUI(c)
-	start := time.Now()
-	cl, err := builder.Load(c.Context, in)
+	extra, err := cmdlineFlag(c)
 	if err != nil {
 		return err
 	}
-	u.Debugf("closure: %d store paths, %s NAR", len(cl.Paths), humanBytes(int64(cl.NarSize())))
+	u := newUI(c)
+	start := time.Now()
+	cl, err := loadClosure(c, u, in)
+	if err != nil {
+		return err
+	}
 	out := c.String("output")
 	res, err := builder.PiNetImage(c.Context, cl, out, builder.PiOptions{
 		Model:         model,
 		NFSRoot:       root,
 		NFSOptions:    c.String("nfs-options"),
-		Cmdline:       c.String("cmdline"),
+		Cmdline:       extra,
 		Name:          c.String("name"),
 		Firmware:      c.String("firmware"),
 		Kernel:        c.String("kernel"),

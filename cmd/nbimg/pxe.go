@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/cmdline"
 	"github.com/nbimg/nbimg/netboot"
-	"github.com/nbimg/nbimg/squashfs"
 	"github.com/urfave/cli/v2"
 )
 
@@ -93,9 +93,15 @@ func runPXE(c *cli.Context) error {
 	if len(closures) > 1 && len(closures) != len(tops) {
 		return usageErrorf("pxe: %d --closure for %d --toplevel: give one per --toplevel, or one holding them all", len(closures), len(tops))
 	}
+	extra, err := cmdlineFlag(c)
+	if err != nil {
+		return err
+	}
+	if err := cmdline.CheckText("--title", c.String("title")); err != nil {
+		return usageError{err.Error()}
+	}
 	opts := builder.PXEOptions{
-		Cmdline:   c.String("cmdline"),
-		LogLevel:  c.String("loglevel"),
+		Cmdline:   extra,
 		ProxyNets: c.StringSlice("proxy-net"),
 		Syslinux:  c.String("syslinux"),
 		Title:     c.String("title"),
@@ -123,41 +129,21 @@ func runPXE(c *cli.Context) error {
 			return usageErrorf("--proxy-net: %v", err)
 		}
 	}
-	img, seg, err := storeImageOptionsFromFlags(c)
+	u := newUI(c)
+	if opts.InitrdOptions, err = storeImageOptionsFromFlags(c, u); err != nil {
+		return err
+	}
+	start := time.Now()
+	systems, err := builder.LoadSystems(c.Context, tops, closures, c.String("store-root"))
 	if err != nil {
 		return err
 	}
-	u := newUI(c)
-	start := time.Now()
-	var systems []*builder.Closure
-	for i, top := range tops {
-		in := builder.Input{Toplevel: top, StoreRoot: c.String("store-root")}
-		if len(closures) > 0 {
-			in.Closure = closures[min(i, len(closures)-1)]
-		}
-		cl, err := builder.Load(c.Context, in)
-		if err != nil {
-			return err
-		}
-		if len(closures) == 1 && len(tops) > 1 {
-			sub, err := builder.SubClosure(cl, cl.Toplevel.Path)
-			if err != nil {
-				return fmt.Errorf("closure %s: %w", in.Closure, err)
-			}
-			sub.Toplevel = cl.Toplevel
-			cl = sub
-		}
+	for _, cl := range systems {
 		u.Debugf("%s: %d store paths, %s NAR", cl.Toplevel.Path, len(cl.Paths), humanBytes(int64(cl.NarSize())))
-		systems = append(systems, cl)
 	}
-	u.Debugf("squashfs: %s, encoder %s", img.Compressor, img.Compressor.EncoderName())
-	img.Progress = func(p squashfs.Progress) {
-		u.Progress("image: %s / %s, %d / %d files", humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Files, p.TotalFiles)
-	}
-	opts.InitrdOptions = builder.InitrdOptions{Image: img, Initrd: seg}
+	u.Debugf("store image: %s", opts.Image.Settings().Description)
 	opts.ToolVersion = appVersion()
 	opts.Timings = c.Bool("timings")
-	opts.Logf = u.Debugf
 	out := c.String("output")
 	res, err := builder.PXE(c.Context, systems, out, opts)
 	u.Done()
@@ -166,9 +152,7 @@ func runPXE(c *cli.Context) error {
 	}
 	var size int64
 	for _, s := range res.Systems {
-		for _, w := range s.Initrd.Warnings {
-			u.Warnf("%s", w)
-		}
+		printWarnings(u, s.Warnings)
 		size += s.Initrd.Size
 	}
 	what := fmt.Sprintf("%d systems", len(systems))

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +18,7 @@ func squashfsCommand() *cli.Command {
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the image to `FILE`", Required: true, TakesFile: true},
 		&cli.StringFlag{Name: "comp", Usage: "compressor `SPEC` in mksquashfs syntax: \"zstd [-Xcompression-level 1..22]\", \"xz [-Xdict-size 100%]\", \"gzip [-Xcompression-level 1..9]\" or \"none\" (default \"zstd\", level 15; with --closure/--toplevel \"" + builder.StoreImageComp + "\")"},
 		&cli.StringFlag{Name: "block-size", Usage: "data block `SIZE`, a power of two from 4K to 1M (default 128K; 1M with --closure/--toplevel)"},
-		&cli.IntFlag{Name: "processors", Usage: "compress on `N` threads; the output is the same for any N", DefaultText: "all CPUs"},
+		processorsFlag("compress"),
 		&cli.Int64Flag{Name: "mkfs-time", Usage: "superblock time, `SECONDS` since 1970", DefaultText: "$SOURCE_DATE_EPOCH, else the newest mtime of the input"},
 		&cli.BoolFlag{Name: "all-root", Usage: "make every file owned by root (uid and gid 0)"},
 		&cli.Int64Flag{Name: "all-time", Usage: "set every file's mtime to `SECONDS` since 1970", DefaultText: "keep mtimes"},
@@ -67,17 +65,15 @@ func runSquashfs(c *cli.Context) error {
 	case !closureMode && in.StoreRoot != "":
 		return usageErrorf("squashfs: --store-root needs --closure or --toplevel")
 	}
-
 	opts := squashfs.Options{}
+	def := "" // the squashfs package's default, zstd at level 15
 	if closureMode {
 		opts = builder.StoreImageOptions()
+		def = builder.StoreImageComp
 	}
-	if s := c.String("comp"); s != "" {
-		comp, err := squashfs.ParseCompressor(s)
-		if err != nil {
-			return usageErrorf("squashfs: --comp: %v", err)
-		}
-		opts.Compressor = comp
+	var err error
+	if opts.Compressor, err = compressor(c, def); err != nil {
+		return err
 	}
 	if s := c.String("block-size"); s != "" {
 		n, err := squashfsParseSize(s)
@@ -86,11 +82,8 @@ func runSquashfs(c *cli.Context) error {
 		}
 		opts.BlockSize = n
 	}
-	opts.Processors = runtime.NumCPU()
-	if c.IsSet("processors") {
-		if opts.Processors = c.Int("processors"); opts.Processors < 1 {
-			return usageErrorf("squashfs: --processors must be at least 1")
-		}
+	if opts.Processors, err = processors(c); err != nil {
+		return err
 	}
 	opts.AllRoot = opts.AllRoot || c.Bool("all-root")
 	opts.NoFragments = c.Bool("no-fragments")
@@ -110,65 +103,30 @@ func runSquashfs(c *cli.Context) error {
 		}
 		opts.RootMode = uint16(m)
 	}
-	mkfs, haveMkfs, err := mkfsTime(c)
+	mkfs, err := mkfsTime(c)
 	if err != nil {
 		return err
 	}
-
 	u := newUI(c)
 	start := time.Now()
-	var tree *squashfs.Tree
-	u.Progress("reading the input tree")
+	job := builder.SquashfsJob{Dirs: c.Args().Slice(), MkfsTime: mkfs, Logf: u.Progress}
 	if closureMode {
-		cl, err := builder.Load(c.Context, in)
-		if err != nil {
-			return err
-		}
-		u.Debugf("closure: %d store paths", len(cl.Paths))
-		if tree, err = builder.StoreTree(c.Context, cl, 0); err != nil {
-			return err
-		}
-	} else {
-		if tree, err = squashfs.DirTree(c.Context, c.Args().Slice()...); err != nil {
+		if job.Closure, err = loadClosure(c, u, in); err != nil {
 			return err
 		}
 	}
-	if !haveMkfs {
-		mkfs = tree.NewestMtime()
-	}
-	if st, err := os.Lstat(c.Args().First()); closureMode || c.NArg() > 1 || err != nil || !st.IsDir() {
-		// A root made up here gets the image's time, as mksquashfs does
-		// with SOURCE_DATE_EPOCH.
-		tree.Root.Mtime = mkfs
-	}
-	opts.MkfsTime = time.Unix(mkfs, 0)
-	opts.Progress = func(p squashfs.Progress) {
-		u.Progress("%s / %s, %d / %d files", humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Files, p.TotalFiles)
-	}
+	opts.Progress = imageProgress(u, "")
+	job.Options = opts
 	u.Debugf("compressor %q, encoder %s, %d processors", opts.Compressor.String(), opts.Compressor.EncoderName(), opts.Processors)
-
 	out := c.String("output")
-	var st squashfs.Stats
-	err = builder.CreateAtomic(out, func(f *os.File) error {
-		u.Progress("planning the image (reading files of equal size to find duplicates)")
-		p, err := squashfs.NewPlan(c.Context, tree, opts)
-		if err != nil {
-			return err
-		}
-		st, err = p.Write(c.Context, f)
-		return err
-	})
+	st, err := builder.Squashfs(c.Context, out, job)
 	u.Done()
 	if err != nil {
 		return err
 	}
 	u.Debugf("%d inodes, %d data blocks, %d sparse blocks, %d fragment blocks", st.Inodes, st.DataBlocks, st.SparseBlocks, st.Fragments)
-	ratio := 0.0
-	if st.InputBytes > 0 {
-		ratio = float64(st.OutputBytes) / float64(st.InputBytes)
-	}
 	u.Infof("%s: %s from %s in %d files, %d directories (ratio %.3f); %d duplicate files (%s) stored once; %s",
-		out, humanBytes(st.OutputBytes), humanBytes(st.InputBytes), st.Files, st.Dirs, ratio,
+		out, humanBytes(st.OutputBytes), humanBytes(st.InputBytes), st.Files, st.Dirs, float64(st.OutputBytes)/float64(max(st.InputBytes, 1)),
 		st.Duplicates, humanBytes(st.DuplicateBytes), time.Since(start).Round(time.Millisecond))
 	return nil
 }

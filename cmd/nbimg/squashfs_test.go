@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nbimg/nbimg/builder/buildertest"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/nixstore/nixstoretest"
 )
 
 func squashfsSource(t *testing.T) string {
@@ -97,7 +97,7 @@ func TestSquashfsCommandErrors(t *testing.T) {
 }
 
 func TestSquashfsCommandToplevel(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	unsq := testutil.Tool(t, "unsquashfs", "squashfs-tools")
 	out := filepath.Join(t.TempDir(), "store.img")
 	code, _, stderr := runApp(t, "squashfs", "-o", out, "--toplevel", s.Top, "--comp", "zstd -Xcompression-level 6", "--mkfs-time", "1")

@@ -1,7 +1,7 @@
-// Package buildertest builds, with real Nix, the small store paths that
-// builder's and nbimg's closure tests check against (testdata/store.nix), and
+// Package nixstoretest builds, with real Nix, the small store paths that
+// nixstore's and nbimg's closure tests check against (testdata/store.nix), and
 // the closureInfo Nix makes of them.
-package buildertest
+package nixstoretest
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ var (
 	buildErr error
 )
 
-// StoreNix returns the path of builder/testdata/store.nix.
+// StoreNix returns the path of nixstore/testdata/store.nix.
 func StoreNix() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "testdata", "store.nix")

@@ -1,4 +1,4 @@
-package builder
+package nixstore
 
 import (
 	"errors"
@@ -19,6 +19,12 @@ type Toplevel struct {
 	KernelParams []string // the words of `kernel-params`; none when it is absent
 	DTBs         string   // resolved directory of `dtbs`, "" when absent
 	Label        string   // base name without the hash, e.g. nixos-system-NAME-VERSION
+
+	// Optional files of a NixOS toplevel, "" when absent.
+	Version       string // content of `nixos-version`, trimmed, e.g. "24.05.20240101.abcdef"
+	System        string // content of `system`, trimmed, e.g. "x86_64-linux"
+	Firmware      string // resolved directory of `firmware`
+	KernelModules string // resolved directory of `kernel-modules` (holds lib/modules/<version>)
 }
 
 // InitArg returns what NixOS puts after init= on the kernel command line:
@@ -86,9 +92,31 @@ func ReadToplevel(p, storeRoot string) (*Toplevel, error) {
 	default:
 		return nil, fmt.Errorf("toplevel %s: %w", sp, err)
 	}
-	if _, err := os.Lstat(hostJoin(root, sp+"/dtbs")); err == nil {
-		if t.DTBs, err = file("dtbs", true); err != nil {
-			return nil, err
+	for _, d := range []struct {
+		name string
+		dst  *string
+	}{{"dtbs", &t.DTBs}, {"firmware", &t.Firmware}, {"kernel-modules", &t.KernelModules}} {
+		if _, err := os.Lstat(hostJoin(root, sp+"/"+d.name)); err == nil {
+			if *d.dst, err = file(d.name, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"nixos-version", &t.Version}, {"system", &t.System}} {
+		b, err := os.ReadFile(hostJoin(root, sp+"/"+f.name))
+		switch {
+		case err == nil:
+			v := strings.TrimSpace(string(b))
+			if strings.ContainsAny(v, "\n\r\x00") {
+				return nil, fmt.Errorf("toplevel %s: %s holds more than one line", sp, f.name)
+			}
+			*f.dst = v
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return nil, fmt.Errorf("toplevel %s: %w", sp, err)
 		}
 	}
 	return t, nil

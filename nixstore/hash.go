@@ -1,4 +1,4 @@
-package builder
+package nixstore
 
 import (
 	"encoding/base64"

@@ -1,4 +1,4 @@
-package builder
+package nixstore
 
 // SetNixStoreProgram makes Load run prog as nix-store ("" never runs it) and
 // returns a function that restores the previous program.

@@ -1,4 +1,4 @@
-package builder_test
+package nixstore_test
 
 import (
 	"bytes"
@@ -11,17 +11,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nbimg/nbimg/builder"
-	"github.com/nbimg/nbimg/builder/buildertest"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/nixstore"
+	"github.com/nbimg/nbimg/nixstore/nixstoretest"
 )
 
-// These tests build small store paths with real Nix (builder/testdata/store.nix)
+// These tests build small store paths with real Nix (nixstore/testdata/store.nix)
 // and check nbimg's NAR serialisation, scanner and registration against what
 // Nix itself records.
 
 func TestWriteNARMatchesNixDump(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
 	paths := []string{s.Unrelated}
 	for _, g := range s.Graph {
@@ -33,7 +33,7 @@ func TestWriteNARMatchesNixDump(t *testing.T) {
 			t.Fatalf("nix-store --dump %s: %v", p, err)
 		}
 		var got bytes.Buffer
-		if err := builder.WriteNAR(&got, p); err != nil {
+		if err := nixstore.WriteNAR(&got, p); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Bytes(), want) {
@@ -41,7 +41,7 @@ func TestWriteNARMatchesNixDump(t *testing.T) {
 		}
 	}
 	for _, g := range s.Graph {
-		h, n, err := builder.NarHash(g.Path)
+		h, n, err := nixstore.NarHash(g.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,13 +52,13 @@ func TestWriteNARMatchesNixDump(t *testing.T) {
 }
 
 func TestNarHashMatchesNixHash(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	nixHash := testutil.Tool(t, "nix-hash", "nix-bin")
 	out, err := exec.Command(nixHash, "--type", "sha256", "--base32", s.Top).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, _, err := builder.NarHash(s.Top)
+	h, _, err := nixstore.NarHash(s.Top)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestNarHashMatchesNixHash(t *testing.T) {
 	}
 }
 
-func checkClosure(t *testing.T, what string, c *builder.Closure, s *buildertest.Store) {
+func checkClosure(t *testing.T, what string, c *nixstore.Closure, s *nixstoretest.Store) {
 	t.Helper()
 	if got := c.Registration(); !bytes.Equal(got, s.Registration) {
 		t.Errorf("%s: registration differs from Nix's closureInfo:\n--- got\n%s\n--- want\n%s", what, got, s.Registration)
@@ -81,9 +81,9 @@ func checkClosure(t *testing.T, what string, c *builder.Closure, s *buildertest.
 }
 
 func TestScanMatchesNix(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	for _, workers := range []int{1, 3} {
-		c, err := builder.Scan(context.Background(), []string{s.Top}, builder.ScanOptions{Workers: workers})
+		c, err := nixstore.Scan(context.Background(), []string{s.Top}, nixstore.ScanOptions{Workers: workers})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,8 +92,8 @@ func TestScanMatchesNix(t *testing.T) {
 }
 
 func TestLoadToplevel(t *testing.T) {
-	s := buildertest.NixStore(t)
-	check := func(what string, c *builder.Closure) {
+	s := nixstoretest.NixStore(t)
+	check := func(what string, c *nixstore.Closure) {
 		t.Helper()
 		checkClosure(t, what, c, s)
 		tl := c.Toplevel
@@ -112,7 +112,7 @@ func TestLoadToplevel(t *testing.T) {
 		}
 		for _, p := range []string{tl.Kernel, tl.Initrd, tl.Init, tl.DTBs} {
 			sp := p[:len("/nix/store/")+32]
-			if !slices.ContainsFunc(c.Paths, func(pi builder.PathInfo) bool { return strings.HasPrefix(pi.Path, sp) }) {
+			if !slices.ContainsFunc(c.Paths, func(pi nixstore.PathInfo) bool { return strings.HasPrefix(pi.Path, sp) }) {
 				t.Errorf("%s: %s is outside the closure", what, p)
 			}
 		}
@@ -124,7 +124,7 @@ func TestLoadToplevel(t *testing.T) {
 	if err := os.Symlink(s.Top, result); err != nil {
 		t.Fatal(err)
 	}
-	c, err := builder.Load(ctx, builder.Input{Toplevel: result})
+	c, err := nixstore.Load(ctx, nixstore.Input{Toplevel: result})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,8 +133,8 @@ func TestLoadToplevel(t *testing.T) {
 		t.Errorf("nix-store --dump-db gave no deriver for %s", c.Paths[0].Path)
 	}
 
-	restore := builder.SetNixStoreProgram("")
-	c, err = builder.Load(ctx, builder.Input{Toplevel: s.Top})
+	restore := nixstore.SetNixStoreProgram("")
+	c, err = nixstore.Load(ctx, nixstore.Input{Toplevel: s.Top})
 	restore()
 	if err != nil {
 		t.Fatal(err)
@@ -143,12 +143,12 @@ func TestLoadToplevel(t *testing.T) {
 
 	dir := t.TempDir()
 	s.WriteClosureInfo(t, dir)
-	c, err = builder.Load(ctx, builder.Input{Closure: dir, Toplevel: s.Top})
+	c, err = nixstore.Load(ctx, nixstore.Input{Closure: dir, Toplevel: s.Top})
 	if err != nil {
 		t.Fatal(err)
 	}
 	check("closureInfo", c)
-	c, err = builder.Load(ctx, builder.Input{Closure: filepath.Join(dir, "registration"), Toplevel: result})
+	c, err = nixstore.Load(ctx, nixstore.Input{Closure: filepath.Join(dir, "registration"), Toplevel: result})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestLoadToplevel(t *testing.T) {
 }
 
 // copyClosure copies the test closure into root/nix/store.
-func copyClosure(t *testing.T, s *buildertest.Store, root string) {
+func copyClosure(t *testing.T, s *nixstoretest.Store, root string) {
 	t.Helper()
 	store := filepath.Join(root, "nix/store")
 	if err := os.MkdirAll(store, 0o755); err != nil {
@@ -175,13 +175,13 @@ func copyClosure(t *testing.T, s *buildertest.Store, root string) {
 // (where the host's /nix/store does not have it) and has Nix load the
 // registration into that chroot store and verify every path's contents.
 func TestStoreRootLoadsIntoNix(t *testing.T) {
-	s := buildertest.NixStore(t)
+	s := nixstoretest.NixStore(t)
 	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
 	root := t.TempDir()
 	copyClosure(t, s, root)
 	// Name the toplevel by its host path under the root.
 	top := filepath.Join(root, s.Top)
-	c, err := builder.Scan(context.Background(), []string{s.Top}, builder.ScanOptions{StoreRoot: root, Workers: 2})
+	c, err := nixstore.Scan(context.Background(), []string{s.Top}, nixstore.ScanOptions{StoreRoot: root, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestStoreRootLoadsIntoNix(t *testing.T) {
 	if err := os.WriteFile(reg, c.Registration(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := builder.Load(context.Background(), builder.Input{Closure: reg, Toplevel: top, StoreRoot: root})
+	l, err := nixstore.Load(context.Background(), nixstore.Input{Closure: reg, Toplevel: top, StoreRoot: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,9 +235,9 @@ func TestLoadFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	check := func(what string, in builder.Input) {
+	check := func(what string, in nixstore.Input) {
 		t.Helper()
-		c, err := builder.Load(ctx, in)
+		c, err := nixstore.Load(ctx, in)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -253,9 +253,9 @@ func TestLoadFixture(t *testing.T) {
 		}
 	}
 	result := filepath.Join(f.Dir, "toplevel")
-	check("closureInfo", builder.Input{Closure: f.ClosureDir, Toplevel: result})
-	check("nix-store", builder.Input{Toplevel: result})
-	restore := builder.SetNixStoreProgram("")
+	check("closureInfo", nixstore.Input{Closure: f.ClosureDir, Toplevel: result})
+	check("nix-store", nixstore.Input{Toplevel: result})
+	restore := nixstore.SetNixStoreProgram("")
 	defer restore()
-	check("scanner", builder.Input{Toplevel: f.Toplevel})
+	check("scanner", nixstore.Input{Toplevel: f.Toplevel})
 }

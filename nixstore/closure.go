@@ -1,4 +1,4 @@
-package builder
+package nixstore
 
 import (
 	"bytes"
@@ -106,11 +106,11 @@ type Input struct {
 
 // ErrNoInput is returned by Load when neither a closure nor a toplevel is
 // given.
-var ErrNoInput = errors.New("builder: no closure given: pass --closure (a closureInfo directory or registration file) or --toplevel (a NixOS system)")
+var ErrNoInput = errors.New("nixstore: no closure given: pass --closure (a closureInfo directory or registration file) or --toplevel (a NixOS system)")
 
 // ErrMissingPath is wrapped by errors about a listed store path that is not
 // on disk.
-var ErrMissingPath = errors.New("builder: store path missing on disk")
+var ErrMissingPath = errors.New("nixstore: store path missing on disk")
 
 // nixStoreProgram is the nix-store executable Load runs to compute a closure
 // when no closureInfo is given; "" always uses the scanner. Tests change it.
@@ -292,4 +292,43 @@ func checkStorePaths(name string, c *Closure) error {
 		}
 	}
 	return nil
+}
+
+// SubClosure returns the part of c that the store path root needs: root
+// and everything it refers to, directly or not, per c's references. The
+// result shares c's store and has no toplevel.
+func (c *Closure) SubClosure(root string) (*Closure, error) {
+	if _, ok := c.Lookup(root); !ok {
+		return nil, fmt.Errorf("%s is not in the closure", root)
+	}
+	seen := map[string]bool{root: true}
+	queue := []string{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		info, ok := c.Lookup(p)
+		if !ok {
+			return nil, fmt.Errorf("closure is not closed: %s refers to a path it does not list", p)
+		}
+		for _, r := range info.References {
+			if !seen[r] {
+				seen[r] = true
+				queue = append(queue, r)
+			}
+		}
+	}
+	sub := &Closure{StoreDir: c.StoreDir, StoreRoot: c.StoreRoot}
+	for _, p := range c.Paths {
+		if seen[p.Path] {
+			sub.Paths = append(sub.Paths, p)
+		}
+	}
+	if len(sub.Paths) != len(seen) {
+		for p := range seen {
+			if _, ok := c.Lookup(p); !ok {
+				return nil, fmt.Errorf("closure is not closed: %s is referred to but not listed", p)
+			}
+		}
+	}
+	return sub, nil
 }

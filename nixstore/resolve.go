@@ -1,4 +1,4 @@
-package builder
+package nixstore
 
 import (
 	"errors"
@@ -141,4 +141,4 @@ func resolveToStore(p, storeDir, storeRoot string) (string, error) {
 
 // ErrNotNixOS is wrapped by errors about a toplevel that lacks a file every
 // NixOS system has.
-var ErrNotNixOS = errors.New("builder: not a NixOS system")
+var ErrNotNixOS = errors.New("nixstore: not a NixOS system")

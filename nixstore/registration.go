@@ -1,4 +1,4 @@
-package builder
+package nixstore
 
 import (
 	"bufio"
@@ -31,7 +31,7 @@ func (e *RegistrationError) Unwrap() error { return e.Err }
 
 // ErrOutsideClosure is wrapped by errors about a reference to a path
 // that the closure does not list.
-var ErrOutsideClosure = errors.New("builder: reference outside the closure")
+var ErrOutsideClosure = errors.New("nixstore: reference outside the closure")
 
 // regEntry is a parsed registration record with the line it started on.
 type regEntry struct {
