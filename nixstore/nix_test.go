@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/nbimg/nbimg/nixstore"
 	"github.com/nbimg/nbimg/nixstore/nixstoretest"
@@ -141,8 +142,7 @@ func TestLoadToplevel(t *testing.T) {
 	}
 	check("scanner", c)
 
-	dir := t.TempDir()
-	s.WriteClosureInfo(t, dir)
+	dir := s.ClosureInfo
 	c, err = nixstore.Load(ctx, nixstore.Input{Closure: dir, Toplevel: s.Top})
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +176,6 @@ func copyClosure(t *testing.T, s *nixstoretest.Store, root string) {
 // registration into that chroot store and verify every path's contents.
 func TestStoreRootLoadsIntoNix(t *testing.T) {
 	s := nixstoretest.NixStore(t)
-	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
 	root := t.TempDir()
 	copyClosure(t, s, root)
 	// Name the toplevel by its host path under the root.
@@ -198,21 +197,7 @@ func TestStoreRootLoadsIntoNix(t *testing.T) {
 		t.Errorf("toplevel under store root: %+v", l.Toplevel)
 	}
 
-	load := exec.Command(nixStore, "--store", root, "--load-db")
-	load.Stdin = bytes.NewReader(c.Registration())
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("nix-store --load-db: %v\n%s", err, out)
-	}
-	out, err := exec.Command(nixStore, "--store", root, "--verify", "--check-contents").CombinedOutput()
-	if err != nil || bytes.Contains(out, []byte("modified")) || bytes.Contains(out, []byte("error")) {
-		t.Fatalf("nix-store --verify --check-contents: %v\n%s", err, out)
-	}
-	out, err = exec.Command(nixStore, "--store", root, "--query", "--requisites", s.Top).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Fields(string(out))
-	slices.Sort(got)
+	got := check.NixLoadVerify(t, root, c.Registration(), s.Top)
 	if want := strings.Fields(string(s.StorePaths)); !slices.Equal(got, want) {
 		t.Errorf("closure in the loaded database: %q, want %q", got, want)
 	}

@@ -18,6 +18,8 @@ packages=(
 	ovmf systemd-boot-efi sbsigntool dosfstools mtools binutils ipxe
 	# aarch64 guests
 	qemu-system-arm qemu-efi-aarch64
+	# the closureInfo oracle's builder (internal/check/closureinfo.nix)
+	jq
 )
 
 missing=()

@@ -1,6 +1,7 @@
 // Package nixstoretest builds, with real Nix, the small store paths that
 // nixstore's and nbimg's closure tests check against (testdata/store.nix), and
-// the closureInfo Nix makes of them.
+// the closureInfo Nix makes of them (internal/check/closureinfo.nix, built
+// by nix-build: the expected bytes are Nix's, not derived in Go).
 package nixstoretest
 
 import (
@@ -11,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,8 +32,10 @@ type Store struct {
 	Top       string      // NixOS-shaped system (kernel, initrd, init, dtbs, kernel-params)
 	Unrelated string      // a store path nothing refers to
 	Graph     []GraphPath // Top's closure as Nix records it, in Nix's order
-	// The closureInfo files of Top, made from Graph as nixpkgs' closureInfo
-	// makes them.
+	// ClosureInfo is the closureInfo directory of Top that Nix built (a
+	// read-only store path).
+	ClosureInfo string
+	// The files in ClosureInfo.
 	StorePaths, Registration, TotalNarSize []byte
 }
 
@@ -64,18 +66,19 @@ func NixStore(t testing.TB) *Store {
 
 func build(nixBuild string) (*Store, error) {
 	var stderr bytes.Buffer
-	cmd := exec.Command(nixBuild, StoreNix(), "--no-out-link", "-A", "top", "-A", "info", "-A", "unrelated")
+	cmd := exec.Command(nixBuild, StoreNix(), "--no-out-link", "--option", "substituters", "",
+		"-A", "top", "-A", "info", "-A", "graph", "-A", "unrelated")
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("nix-build %s: %v\n%s", StoreNix(), err, stderr.String())
 	}
 	paths := strings.Fields(string(out))
-	if len(paths) != 3 {
-		return nil, fmt.Errorf("nix-build printed %q, want three paths", out)
+	if len(paths) != 4 {
+		return nil, fmt.Errorf("nix-build printed %q, want four paths", out)
 	}
-	s := &Store{Top: paths[0], Unrelated: paths[2]}
-	data, err := os.ReadFile(paths[1])
+	s := &Store{Top: paths[0], ClosureInfo: paths[1], Unrelated: paths[3]}
+	data, err := os.ReadFile(paths[2])
 	if err != nil {
 		return nil, err
 	}
@@ -83,30 +86,19 @@ func build(nixBuild string) (*Store, error) {
 		Closure []GraphPath `json:"closure"`
 	}
 	if err := json.Unmarshal(data, &attrs); err != nil {
-		return nil, fmt.Errorf("%s: %v", paths[1], err)
+		return nil, fmt.Errorf("%s: %v", paths[2], err)
 	}
 	s.Graph = attrs.Closure
-	var sp, reg bytes.Buffer
-	var total uint64
-	for _, p := range s.Graph {
-		sp.WriteString(p.Path + "\n")
-		fmt.Fprintf(&reg, "%s\n%s\n%d\n\n%d\n", p.Path, p.NarHash, p.NarSize, len(p.References))
-		for _, r := range p.References {
-			reg.WriteString(r + "\n")
+	for _, f := range []struct {
+		name string
+		data *[]byte
+	}{{"store-paths", &s.StorePaths}, {"registration", &s.Registration}, {"total-nar-size", &s.TotalNarSize}} {
+		if *f.data, err = os.ReadFile(filepath.Join(s.ClosureInfo, f.name)); err != nil {
+			return nil, err
 		}
-		total += p.NarSize
 	}
-	s.StorePaths, s.Registration = sp.Bytes(), reg.Bytes()
-	s.TotalNarSize = []byte(strconv.FormatUint(total, 10) + "\n")
+	if len(s.Graph) == 0 || len(s.Registration) == 0 {
+		return nil, fmt.Errorf("nix-build %s: empty closure of %s", StoreNix(), s.Top)
+	}
 	return s, nil
-}
-
-// WriteClosureInfo writes the expected closureInfo directory of Top into dir.
-func (s *Store) WriteClosureInfo(t testing.TB, dir string) {
-	t.Helper()
-	for name, data := range map[string][]byte{"store-paths": s.StorePaths, "registration": s.Registration, "total-nar-size": s.TotalNarSize} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

@@ -1,12 +1,14 @@
-# Small store paths for builder's tests, built with real Nix (no nixpkgs:
-# /bin/sh and the host's coreutils; needs `sandbox = false`).
+# Small store paths for nixstore's and nbimg's tests, built with real Nix
+# (no nixpkgs: /bin/sh, the host's coreutils and jq; needs `sandbox = false`).
 #
-#   nix-build builder/testdata/store.nix -A top     # the NixOS-shaped system
-#   nix-build builder/testdata/store.nix -A info    # its closure, as Nix sees it
+#   nix-build nixstore/testdata/store.nix -A top     # the NixOS-shaped system
+#   nix-build nixstore/testdata/store.nix -A info    # its closureInfo, made by Nix
+#   nix-build nixstore/testdata/store.nix -A graph   # its closure, as Nix sees it
 #
-# `info` is Nix's own exportReferencesGraph JSON for `top` (what nixpkgs'
-# closureInfo is made from): the tests turn it into the expected
-# store-paths, registration and total-nar-size.
+# `info` is the closureInfo directory (store-paths, registration,
+# total-nar-size) Nix builds with internal/check/closureinfo.nix; `graph`
+# is Nix's exportReferencesGraph JSON, from which the tests take each
+# path's narHash and narSize.
 let
   system = builtins.currentSystem;
   mk = name: script: builtins.derivation {
@@ -61,7 +63,8 @@ let
     printf 'console=ttyS0 loglevel=4' > $out/kernel-params
   '';
 
-  info = builtins.derivation {
+  # Nix's own exportReferencesGraph JSON of top.
+  graph = builtins.derivation {
     name = "closure-graph";
     inherit system;
     builder = "/bin/sh";
@@ -70,5 +73,8 @@ let
     # Structured attributes set no $out: take it from the JSON.
     args = [ "-c" "out=$(/bin/sed -n 's/.*\"outputs\":{\"out\":\"\\([^\"]*\\)\".*/\\1/p' .attrs.json); /bin/cp .attrs.json $out" ];
   };
+
+  # closureInfo of top, made by Nix as nixpkgs' closureInfo makes it.
+  info = import ../../internal/check/closureinfo.nix { rootPaths = [ top ]; };
 in
-{ inherit top info unrelated leaf mid file exe link named; }
+{ inherit top info graph unrelated leaf mid file exe link named; }
