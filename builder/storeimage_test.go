@@ -23,9 +23,9 @@ func TestStoreTreeLayout(t *testing.T) {
 	root := t.TempDir()
 	a := "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
 	b := "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b.txt"
-	os.MkdirAll(filepath.Join(root, a, "bin"), 0o755)
-	os.WriteFile(filepath.Join(root, a, "bin", "x"), []byte("x"), 0o555)
-	os.WriteFile(filepath.Join(root, b), []byte("b"), 0o444)
+	testutil.NoError(t, os.MkdirAll(filepath.Join(root, a, "bin"), 0o755))
+	testutil.NoError(t, os.WriteFile(filepath.Join(root, a, "bin", "x"), []byte("x"), 0o555))
+	testutil.NoError(t, os.WriteFile(filepath.Join(root, b), []byte("b"), 0o444))
 	c := &nixstore.Closure{StoreDir: "/nix/store", StoreRoot: root, Paths: []nixstore.PathInfo{{Path: a}, {Path: b}}}
 	tree, err := builder.StoreTree(context.Background(), c, 42)
 	if err != nil {
@@ -77,11 +77,11 @@ func TestStoreImageMatchesMksquashfs(t *testing.T) {
 	if _, err := squashfs.Write(ctx, f, tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	testutil.NoError(t, f.Close())
 
 	reg := filepath.Join(tmp, "nix-path-registration")
-	os.WriteFile(reg, c.Registration(), 0o444)
-	os.Chtimes(reg, time.Unix(1, 0), time.Unix(1, 0))
+	testutil.NoError(t, os.WriteFile(reg, c.Registration(), 0o444))
+	testutil.NoError(t, os.Chtimes(reg, time.Unix(1, 0), time.Unix(1, 0)))
 	ref := filepath.Join(tmp, "ref.sqfs")
 	args := []string{reg}
 	for _, p := range c.Paths {

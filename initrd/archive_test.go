@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cavaliergopher/cpio"
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 func TestCleanName(t *testing.T) {
@@ -105,7 +106,8 @@ func TestArchiveLayout(t *testing.T) {
 }
 
 func TestArchiveErrors(t *testing.T) {
-	a, _ := NewArchive(time.Unix(5, 0))
+	a, err := NewArchive(time.Unix(5, 0))
+	testutil.NoError(t, err)
 	if err := a.AddBytes("a/b", 0o644, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +126,7 @@ func TestArchiveErrors(t *testing.T) {
 	if err := a.AddDir("a", 0o700); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("dir added twice: %v", err)
 	}
-	err := a.AddFile("big", 0o644, MaxFileSize+1, nil)
+	err = a.AddFile("big", 0o644, MaxFileSize+1, nil)
 	if !errors.Is(err, ErrFileTooLarge) || !strings.Contains(err.Error(), "big") {
 		t.Errorf("4 GiB file: %v", err)
 	}
@@ -146,7 +148,8 @@ func TestArchiveErrors(t *testing.T) {
 
 func TestArchiveSizeChanged(t *testing.T) {
 	for _, data := range []string{"abc", "abcdef"} {
-		a, _ := NewArchive(time.Time{})
+		a, err := NewArchive(time.Time{})
+		testutil.NoError(t, err)
 		r := strings.NewReader(data)
 		if err := a.AddFile("f", 0o644, 4, func() (io.ReadCloser, error) { return io.NopCloser(r), nil }); err != nil {
 			t.Fatal(err)
@@ -164,7 +167,8 @@ func TestArchiveAddFS(t *testing.T) {
 		"etc":         {Mode: fs.ModeDir | 0o750},
 		"init":        {Data: []byte("#!/bin/sh\n"), Mode: 0o755},
 	}
-	a, _ := NewArchive(time.Time{})
+	a, err := NewArchive(time.Time{})
+	testutil.NoError(t, err)
 	if err := a.AddFS(fsys, "/root"); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +189,8 @@ func TestArchiveAddFS(t *testing.T) {
 		t.Errorf("got\n%q\nwant\n%q", got, want)
 	}
 	bad := fstest.MapFS{"p": {Mode: fs.ModeNamedPipe}}
-	b, _ := NewArchive(time.Time{})
+	b, err := NewArchive(time.Time{})
+	testutil.NoError(t, err)
 	if err := b.AddFS(bad, ""); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("FIFO: %v", err)
 	}
@@ -207,9 +212,9 @@ func TestArchiveReproducible(t *testing.T) {
 			t.Fatal(err)
 		}
 		add := []func(){
-			func() { a.AddBytes(in.name, in.perm, []byte(in.data)) },
-			func() { a.AddBytes("z/other", 0o644, []byte("o")) },
-			func() { a.AddSymlink("l", "z/other") },
+			func() { testutil.NoError(t, a.AddBytes(in.name, in.perm, []byte(in.data))) },
+			func() { testutil.NoError(t, a.AddBytes("z/other", 0o644, []byte("o"))) },
+			func() { testutil.NoError(t, a.AddSymlink("l", "z/other")) },
 		}
 		if in.order {
 			for i := len(add) - 1; i >= 0; i-- {
@@ -245,7 +250,8 @@ func TestArchiveReproducible(t *testing.T) {
 }
 
 func TestArchiveEmpty(t *testing.T) {
-	a, _ := NewArchive(time.Time{})
+	a, err := NewArchive(time.Time{})
+	testutil.NoError(t, err)
 	b := mustArchive(t, a)
 	recs, end := readArchive(t, b)
 	if len(recs) != 0 || end != len(b) || !bytes.HasPrefix(b, []byte("070701")) {

@@ -48,8 +48,9 @@ func TestBootKernelUnpacks(t *testing.T) {
 	}
 	sum := sha256.Sum256(image)
 
-	first, _ := NewArchive(time.Time{})
-	first.AddBytes("/etc/first-base", 0o644, []byte("microcode goes here\n"))
+	first, err := NewArchive(time.Time{})
+	testutil.NoError(t, err)
+	testutil.NoError(t, first.AddBytes("/etc/first-base", 0o644, []byte("microcode goes here\n")))
 	bases := [][]byte{mustArchive(t, first), stage1(t, mustReadFile(t, busybox), hex.EncodeToString(sum[:]))}
 	if len(bases[1])%4 == 0 {
 		t.Fatalf("the gzip base is %d bytes: want an odd size", len(bases[1]))
@@ -80,11 +81,12 @@ func TestBootKernelUnpacks(t *testing.T) {
 // compressed size odd, so the segment after it needs padding.
 func stage1(t *testing.T, busybox []byte, imageSum string) []byte {
 	t.Helper()
-	a, _ := NewArchive(time.Time{})
-	a.AddBytes("/bin/busybox", 0o755, busybox)
-	a.AddSymlink("/bin/sh", "busybox")
-	a.AddDir("/proc", 0o755)
-	a.AddBytes("/init", 0o755, []byte(`#!/bin/sh
+	a, err := NewArchive(time.Time{})
+	testutil.NoError(t, err)
+	testutil.NoError(t, a.AddBytes("/bin/busybox", 0o755, busybox))
+	testutil.NoError(t, a.AddSymlink("/bin/sh", "busybox"))
+	testutil.NoError(t, a.AddDir("/proc", 0o755))
+	testutil.NoError(t, a.AddBytes("/init", 0o755, []byte(`#!/bin/sh
 export PATH=/bin
 busybox mount -t proc proc /proc
 sum=$(busybox sha256sum /nix-store.squashfs)
@@ -95,17 +97,18 @@ else
 	busybox ls -la / /etc
 fi
 busybox poweroff -f
-`))
+`)))
 	for i := 0; i < 64; i++ {
 		if i > 0 {
-			a.AddBytes(fmt.Sprintf("/filler/%d", i), 0o644, []byte(fmt.Sprint(i*7919)))
+			testutil.NoError(t, a.AddBytes(fmt.Sprintf("/filler/%d", i), 0o644, []byte(fmt.Sprint(i*7919))))
 		}
 		var z bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+		zw, err := gzip.NewWriterLevel(&z, gzip.BestCompression)
+		testutil.NoError(t, err)
 		if _, err := a.WriteTo(zw); err != nil {
 			t.Fatal(err)
 		}
-		zw.Close()
+		testutil.NoError(t, zw.Close())
 		if z.Len()%4 == 3 {
 			return z.Bytes()
 		}

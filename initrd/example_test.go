@@ -18,8 +18,12 @@ func ExampleArchive() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	a.AddBytes("/init", 0o755, []byte("#!/bin/busybox sh\necho hello\n"))
-	a.AddSymlink("/bin/sh", "/bin/busybox")
+	if err := a.AddBytes("/init", 0o755, []byte("#!/bin/busybox sh\necho hello\n")); err != nil {
+		log.Fatal(err)
+	}
+	if err := a.AddSymlink("/bin/sh", "/bin/busybox"); err != nil {
+		log.Fatal(err)
+	}
 	n, err := a.WriteTo(io.Discard)
 	if err != nil {
 		log.Fatal(err)
@@ -54,10 +58,16 @@ func ExampleWriter_CreateImage() {
 	}
 	// What a squashfs writer does: a placeholder superblock, the data,
 	// then the real superblock.
-	io.WriteString(img, "placeholder superblock")
-	io.WriteString(img, strings.Repeat("data", 100))
-	img.Seek(0, io.SeekStart)
-	io.WriteString(img, "the final superblock!!")
+	for _, step := range []func() error{
+		func() error { _, err := io.WriteString(img, "placeholder superblock"); return err },
+		func() error { _, err := io.WriteString(img, strings.Repeat("data", 100)); return err },
+		func() error { _, err := img.Seek(0, io.SeekStart); return err },
+		func() error { _, err := io.WriteString(img, "the final superblock!!"); return err },
+	} {
+		if err := step(); err != nil {
+			log.Fatal(err)
+		}
+	}
 
 	res, err := w.Close()
 	if err != nil {

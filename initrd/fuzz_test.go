@@ -182,10 +182,18 @@ func FuzzWriterSegment(f *testing.F) {
 		}
 		// Write the image in two pieces, the second first.
 		half := len(image) / 2
-		iw.Seek(int64(half), io.SeekStart)
-		iw.Write(image[half:])
-		iw.Seek(0, io.SeekStart)
-		iw.Write(image[:half])
+		if _, err := iw.Seek(int64(half), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := iw.Write(image[half:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := iw.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := iw.Write(image[:half]); err != nil {
+			t.Fatal(err)
+		}
 		res, err := w.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -20,9 +20,9 @@ import (
 func TestStreamSquashfs(t *testing.T) {
 	ctx := context.Background()
 	src := t.TempDir()
-	os.MkdirAll(filepath.Join(src, "store", "abc-hello", "bin"), 0o755)
-	os.WriteFile(filepath.Join(src, "store", "abc-hello", "bin", "hello"), bytes.Repeat([]byte("hello\n"), 50000), 0o755)
-	os.WriteFile(filepath.Join(src, "store", "nix-path-registration"), []byte("reg\n"), 0o644)
+	testutil.NoError(t, os.MkdirAll(filepath.Join(src, "store", "abc-hello", "bin"), 0o755))
+	testutil.NoError(t, os.WriteFile(filepath.Join(src, "store", "abc-hello", "bin", "hello"), bytes.Repeat([]byte("hello\n"), 50000), 0o755))
+	testutil.NoError(t, os.WriteFile(filepath.Join(src, "store", "nix-path-registration"), []byte("reg\n"), 0o644))
 	tree := func() *squashfs.Tree {
 		tr, err := squashfs.DirTree(ctx, filepath.Join(src, "store"))
 		if err != nil {
@@ -40,7 +40,7 @@ func TestStreamSquashfs(t *testing.T) {
 	if _, err := squashfs.Write(ctx, plain, tree(), opts); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := os.ReadFile(plain.Name())
+	want := testutil.ReadFile(t, plain.Name())
 
 	for _, c := range []initrd.Compression{initrd.None, initrd.Zstd} {
 		t.Run(c.String(), func(t *testing.T) {
@@ -72,19 +72,19 @@ func TestStreamSquashfs(t *testing.T) {
 			if res.ImageSize != int64(len(want)) || stats.OutputBytes != int64(len(want)) {
 				t.Fatalf("image %d bytes (stats %d), written to a file %d", res.ImageSize, stats.OutputBytes, len(want))
 			}
-			all, _ := os.ReadFile(out.Name())
+			all := testutil.ReadFile(t, out.Name())
 			seg := all[res.SegmentOffset:]
 
 			bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
 			x := filepath.Join(dir, "x")
-			os.Mkdir(x, 0o755)
+			testutil.NoError(t, os.Mkdir(x, 0o755))
 			cmd := exec.Command(bsdtar, "-x", "-f", "-", "-C", x)
 			cmd.Stdin = bytes.NewReader(seg)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("bsdtar: %v\n%s", err, b)
 			}
 			img := filepath.Join(x, "nix-store.squashfs")
-			if got, _ := os.ReadFile(img); !bytes.Equal(got, want) {
+			if got := testutil.ReadFile(t, img); !bytes.Equal(got, want) {
 				t.Fatalf("image in the initrd (%d bytes) differs from the plain image (%d bytes)", len(got), len(want))
 			}
 			unsquashfs := testutil.Tool(t, "unsquashfs", "squashfs-tools")

@@ -73,7 +73,7 @@ func TestToolsReadSegment(t *testing.T) {
 			if c == XZ {
 				tool := testutil.Tool(t, "xz", "xz-utils")
 				f := filepath.Join(t.TempDir(), "seg.xz")
-				os.WriteFile(f, seg, 0o644)
+				testutil.NoError(t, os.WriteFile(f, seg, 0o644))
 				if info := runTool(t, "", nil, tool, "--robot", "--list", "-vv", f); !bytes.Contains(info, []byte("CRC32")) {
 					t.Errorf("xz segment is not CRC32-checked:\n%s", info)
 				}
@@ -115,12 +115,13 @@ func TestToolsReadSegment(t *testing.T) {
 func TestToolsReadArchive(t *testing.T) {
 	cpioTool := testutil.Tool(t, "cpio", "cpio")
 	bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
-	a, _ := NewArchive(time.Unix(1700000000, 0))
-	a.AddBytes("/bin/busybox", 0o755, []byte("\x7fELF"))
-	a.AddSymlink("/bin/sh", "busybox")
-	a.AddDir("/etc", 0o700)
-	a.AddBytes("/etc/odd", 0o600, []byte("12345"))
-	a.AddBytes("/init", 0o755, []byte("#!/bin/sh\n"))
+	a, err := NewArchive(time.Unix(1700000000, 0))
+	testutil.NoError(t, err)
+	testutil.NoError(t, a.AddBytes("/bin/busybox", 0o755, []byte("\x7fELF")))
+	testutil.NoError(t, a.AddSymlink("/bin/sh", "busybox"))
+	testutil.NoError(t, a.AddDir("/etc", 0o700))
+	testutil.NoError(t, a.AddBytes("/etc/odd", 0o600, []byte("12345")))
+	testutil.NoError(t, a.AddBytes("/init", 0o755, []byte("#!/bin/sh\n")))
 	b := mustArchive(t, a)
 	want := "bin\nbin/busybox\nbin/sh\netc\netc/odd\ninit\n"
 	if got := runTool(t, "", b, cpioTool, "-t", "--quiet"); string(got) != want {
@@ -152,7 +153,7 @@ func TestToolsReadArchive(t *testing.T) {
 func TestToolsIdentify(t *testing.T) {
 	cpioTool := testutil.Tool(t, "cpio", "cpio")
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte("data "), 1000), 0o644)
+	testutil.NoError(t, os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte("data "), 1000), 0o644))
 	archive := runTool(t, dir, []byte("f\n"), cpioTool, "--quiet", "-o", "-H", "newc")
 	for _, tc := range []struct {
 		format Format
@@ -201,7 +202,8 @@ func TestToolsIdentify(t *testing.T) {
 // TestIdentifyHostInitrd reads the Debian kernel's initrd, made by
 // initramfs-tools.
 func TestIdentifyHostInitrd(t *testing.T) {
-	matches, _ := filepath.Glob("/boot/initrd.img-*")
+	matches, err := filepath.Glob("/boot/initrd.img-*")
+	testutil.NoError(t, err)
 	if len(matches) == 0 {
 		testutil.SkipOrFail(t, "no /boot/initrd.img-*: install the Debian package linux-image-cloud-amd64")
 	}
@@ -210,7 +212,8 @@ func TestIdentifyHostInitrd(t *testing.T) {
 		testutil.SkipOrFail(t, "%v", err)
 	}
 	defer f.Close()
-	st, _ := f.Stat()
+	st, err := f.Stat()
+	testutil.NoError(t, err)
 	info, err := Identify(f, st.Size())
 	if err != nil {
 		t.Fatal(err)

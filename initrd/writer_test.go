@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/ulikunitz/xz"
 )
 
@@ -136,8 +137,9 @@ func TestWriterCompressions(t *testing.T) {
 	image := bytes.Repeat([]byte("squashfs block "), 10000)
 	for _, c := range []Compression{None, Zstd, Gzip, XZ} {
 		t.Run(c.String(), func(t *testing.T) {
-			a, _ := NewArchive(time.Time{})
-			a.AddBytes("init", 0o755, []byte("#!/bin/sh\n"))
+			a, err := NewArchive(time.Time{})
+			testutil.NoError(t, err)
+			testutil.NoError(t, a.AddBytes("init", 0o755, []byte("#!/bin/sh\n")))
 			base := mustArchive(t, a)
 			out, res := buildInitrd(t, Options{Compression: c, Name: "/boot/store.img"}, image, base)
 			seg := out[res.SegmentOffset:]
@@ -192,7 +194,9 @@ func TestWriterStreaming(t *testing.T) {
 		if _, err := iw.ReadFrom(strings.NewReader("tail")); err != nil {
 			t.Fatal(err)
 		}
-		if p, _ := iw.Seek(0, io.SeekStart); p != 0 {
+		p, err := iw.Seek(0, io.SeekStart)
+		testutil.NoError(t, err)
+		if p != 0 {
 			t.Fatal(p)
 		}
 		write("superblock")
@@ -200,7 +204,9 @@ func TestWriterStreaming(t *testing.T) {
 		if n, err := iw.ReadAt(back, 0); err != nil || string(back[:n]) != "superblock" {
 			t.Errorf("ReadAt = %q, %v", back[:n], err)
 		}
-		if p, _ := iw.Seek(-4, io.SeekEnd); p != 4103 {
+		p, err = iw.Seek(-4, io.SeekEnd)
+		testutil.NoError(t, err)
+		if p != 4103 {
 			t.Errorf("SeekEnd: %d", p)
 		}
 		write("TAIL!") // grows the image by one byte
@@ -211,7 +217,7 @@ func TestWriterStreaming(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.Close()
+		testutil.NoError(t, f.Close())
 		if _, err := iw.Write([]byte("x")); !errors.Is(err, ErrState) {
 			t.Errorf("write after Close: %v", err)
 		}
@@ -221,8 +227,8 @@ func TestWriterStreaming(t *testing.T) {
 		if res.ImageSize != int64(len(want)) || res.Size != int64(len(out)) {
 			t.Errorf("result %+v", res)
 		}
-		if entries, _ := os.ReadDir(filepath.Dir(f.Name())); len(entries) != 1 {
-			t.Errorf("files left next to the output: %v", entries)
+		if entries, err := os.ReadDir(filepath.Dir(f.Name())); err != nil || len(entries) != 1 {
+			t.Errorf("files left next to the output: %v (%v)", entries, err)
 		}
 	}
 }
@@ -233,19 +239,24 @@ func TestWriterTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w, _ := NewWriter(f, Options{})
+	w, err := NewWriter(f, Options{})
+	testutil.NoError(t, err)
 	iw, err := w.CreateImage()
 	if err != nil {
 		t.Fatal(err)
 	}
-	iw.Seek(MaxFileSize-1, io.SeekStart)
+	if _, err := iw.Seek(MaxFileSize-1, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := iw.Write([]byte("ab")); !errors.Is(err, ErrFileTooLarge) {
 		t.Fatalf("write past 4 GiB: %v", err)
 	}
 	if _, err := w.Close(); !errors.Is(err, ErrFileTooLarge) {
 		t.Errorf("Close after a failed image: %v", err)
 	}
-	if st, _ := f.Stat(); st.Size() > 1024 {
+	st, err := f.Stat()
+	testutil.NoError(t, err)
+	if st.Size() > 1024 {
 		t.Errorf("output grew to %d bytes", st.Size())
 	}
 }
@@ -260,12 +271,15 @@ func TestWriterWarnsPast2GiB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w, _ := NewWriter(f, Options{})
+	w, err := NewWriter(f, Options{})
+	testutil.NoError(t, err)
 	iw, err := w.CreateImage()
 	if err != nil {
 		t.Fatal(err)
 	}
-	iw.Seek(WarnSize, io.SeekStart)
+	if _, err := iw.Seek(WarnSize, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := iw.Write([]byte{1}); err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +291,9 @@ func TestWriterWarnsPast2GiB(t *testing.T) {
 		t.Errorf("warnings %q", res.Warnings)
 	}
 	hdr := make([]byte, 110)
-	f.ReadAt(hdr, 0)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		t.Fatal(err)
+	}
 	if got := string(hdr[54:62]); got != "80000001" {
 		t.Errorf("c_filesize = %s", got)
 	}
@@ -396,7 +412,8 @@ func TestWriterCloseContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w, _ := NewWriter(f, Options{Compression: XZ, TempDir: t.TempDir()})
+	w, err := NewWriter(f, Options{Compression: XZ, TempDir: t.TempDir()})
+	testutil.NoError(t, err)
 	if err := w.AppendImage(bytes.NewReader(make([]byte, 1<<16))); err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func TestScriptRuns(t *testing.T) {
 				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "kexec -e returned") {
 					t.Fatalf("%s: %v, want exit 1 after kexec -e returns\n%s", strings.Join(argv, " "), err, out)
 				}
-				got, _ := os.ReadFile(log)
+				got := testutil.ReadFile(t, log)
 				want := "--load\n" + tree + "/bzImage\n--initrd=" + tree + "/initrd.gz\n" +
 					"--command-line=init=" + toplevel + "/init console=ttyS0 loglevel=4 x='y z' fixture.tag=second a b\n"
 				if auto {

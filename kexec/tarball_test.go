@@ -87,7 +87,8 @@ func TestTarballListing(t *testing.T) {
 		"-rw-r--r-- 0/0 7000 2023-11-14 22:13 kexec/initrd.gz",
 		"-rwxr-xr-x 0/0 SIZE 2023-11-14 22:13 kexec/kexec-boot",
 	}
-	st, _ := os.Stat(filepath.Join(dir, ScriptName))
+	st, err := os.Stat(filepath.Join(dir, ScriptName))
+	testutil.NoError(t, err)
 	want[3] = strings.Replace(want[3], "SIZE", strconv.FormatInt(st.Size(), 10), 1)
 
 	gnutar := testutil.Tool(t, "tar", "tar")
@@ -118,7 +119,7 @@ func TestTarballListing(t *testing.T) {
 		t.Fatalf("bsdtar -x: %v\n%s", err, out)
 	}
 	for _, n := range TreeFiles {
-		a, _ := os.ReadFile(filepath.Join(dir, n))
+		a := testutil.ReadFile(t, filepath.Join(dir, n))
 		b, err := os.ReadFile(filepath.Join(x, TarballDir, n))
 		if err != nil || !bytes.Equal(a, b) {
 			t.Errorf("extracted %s differs from the tree's (%v)", n, err)

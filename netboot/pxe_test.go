@@ -134,13 +134,13 @@ func TestParseSerial(t *testing.T) {
 func TestFindSyslinuxDir(t *testing.T) {
 	dir := t.TempDir()
 	for _, n := range SyslinuxFiles[:3] {
-		os.WriteFile(filepath.Join(dir, n), []byte(n), 0o644)
+		testutil.NoError(t, os.WriteFile(filepath.Join(dir, n), []byte(n), 0o644))
 	}
 	_, err := FindSyslinux(dir)
 	if !errors.Is(err, ErrNoSyslinux) || !strings.Contains(err.Error(), filepath.Join(dir, "libutil.c32")) {
 		t.Fatalf("missing libutil.c32: %v", err)
 	}
-	os.WriteFile(filepath.Join(dir, "libutil.c32"), nil, 0o644)
+	testutil.NoError(t, os.WriteFile(filepath.Join(dir, "libutil.c32"), nil, 0o644))
 	got, err := FindSyslinux(dir)
 	if err != nil || len(got) != 4 || got["menu.c32"] != filepath.Join(dir, "menu.c32") {
 		t.Fatalf("FindSyslinux(%s) = %v, %v", dir, got, err)

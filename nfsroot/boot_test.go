@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 // writeFiles creates files (with their names as content unless given).
@@ -44,18 +46,24 @@ func bootInputs(t *testing.T) (kernel, initrd, firmware, dtbs string) {
 func readTree(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if !d.IsDir() {
-			rel, _ := filepath.Rel(dir, p)
-			b, _ := os.ReadFile(p)
-			fi, _ := os.Lstat(p)
-			out[rel] = fi.Mode().String() + " " + string(b)
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			out[rel] = fi.Mode().String() + " " + string(testutil.ReadFile(t, p))
 		}
 		return nil
 	})
+	testutil.NoError(t, err)
 	return out
 }
 
@@ -186,8 +194,8 @@ func TestWriteBootErrors(t *testing.T) {
 	// The same name from two sources with different bytes.
 	clash := filepath.Join(t.TempDir(), "dtbs")
 	writeFiles(t, clash, "a/bcm2711-rpi-4-b.dtb")
-	os.MkdirAll(filepath.Join(clash, "b"), 0o755)
-	os.WriteFile(filepath.Join(clash, "b/bcm2711-rpi-4-b.dtb"), []byte("other"), 0o644)
+	testutil.NoError(t, os.MkdirAll(filepath.Join(clash, "b"), 0o755))
+	testutil.NoError(t, os.WriteFile(filepath.Join(clash, "b/bcm2711-rpi-4-b.dtb"), []byte("other"), 0o644))
 	for name, tc := range map[string]struct {
 		mod  func(*Boot)
 		want string

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 // fakeStore makes two store paths under a host directory: a directory
@@ -30,14 +32,14 @@ func fakeStore(t *testing.T) (host string, paths []StorePath) {
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(p, mode)
+		testutil.NoError(t, os.Chmod(p, mode))
 	}
 	write(filepath.Join(a, "bin/tool"), "#!/bin/sh\necho tool\n", 0o700)
 	write(filepath.Join(a, "bin/group-x"), "x", 0o610)
 	write(filepath.Join(a, "share/doc/README"), "readme\n", 0o600)
-	os.Symlink("tool", filepath.Join(a, "bin/alias"))
-	os.Symlink("/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-data", filepath.Join(a, "share/data"))
-	os.Symlink("dangling", filepath.Join(a, "share/dangling"))
+	testutil.NoError(t, os.Symlink("tool", filepath.Join(a, "bin/alias")))
+	testutil.NoError(t, os.Symlink("/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-data", filepath.Join(a, "share/data")))
+	testutil.NoError(t, os.Symlink("dangling", filepath.Join(a, "share/dangling")))
 	b := filepath.Join(host, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-data")
 	write(b, "data\n", 0o644)
 	return host, []StorePath{
@@ -60,13 +62,18 @@ func listing(t *testing.T, root string) map[string]string {
 			return err
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		rel, _ := filepath.Rel(root, p)
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
 		extra := ""
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
-			extra, _ = os.Readlink(p)
+			if extra, err = os.Readlink(p); err != nil {
+				return err
+			}
 		case fi.Mode().IsRegular():
-			b, _ := os.ReadFile(p)
+			b := testutil.ReadFile(t, p)
 			extra = string(b)
 		}
 		out[rel] = strings.Join([]string{fi.Mode().String(), "-",
@@ -82,11 +89,11 @@ func listing(t *testing.T, root string) map[string]string {
 func TestWriteRoot(t *testing.T) {
 	_, paths := fakeStore(t)
 	boot := t.TempDir()
-	os.MkdirAll(filepath.Join(boot, "overlays"), 0o700)
-	os.WriteFile(filepath.Join(boot, "config.txt"), []byte("arm_64bit=1\n"), 0o600)
-	os.WriteFile(filepath.Join(boot, "overlays/x.dtbo"), []byte("dtbo"), 0o600)
-	os.MkdirAll(filepath.Join(boot, "1a2b3c4d"), 0o755) // a serial-number copy: not copied
-	os.WriteFile(filepath.Join(boot, "1a2b3c4d/config.txt"), []byte("arm_64bit=1\n"), 0o600)
+	testutil.NoError(t, os.MkdirAll(filepath.Join(boot, "overlays"), 0o700))
+	testutil.NoError(t, os.WriteFile(filepath.Join(boot, "config.txt"), []byte("arm_64bit=1\n"), 0o600))
+	testutil.NoError(t, os.WriteFile(filepath.Join(boot, "overlays/x.dtbo"), []byte("dtbo"), 0o600))
+	testutil.NoError(t, os.MkdirAll(filepath.Join(boot, "1a2b3c4d"), 0o755)) // a serial-number copy: not copied
+	testutil.NoError(t, os.WriteFile(filepath.Join(boot, "1a2b3c4d/config.txt"), []byte("arm_64bit=1\n"), 0o600))
 	dir := t.TempDir()
 	var progress []int
 	st, err := WriteRoot(context.Background(), dir, Root{
@@ -188,7 +195,7 @@ func TestWriteRootCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := paths[0].Host
-	os.Chmod(src, 0o644)
+	testutil.NoError(t, os.Chmod(src, 0o644))
 	if err := os.WriteFile(src, []byte("changed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +204,8 @@ func TestWriteRootCopies(t *testing.T) {
 		t.Errorf("copy reads %q, %v after the source changed", b, err)
 	}
 	var a, c syscall.Stat_t
-	syscall.Stat(src, &a)
-	syscall.Stat(filepath.Join(dir, "nix/store", filepath.Base(src)), &c)
+	testutil.NoError(t, syscall.Stat(src, &a))
+	testutil.NoError(t, syscall.Stat(filepath.Join(dir, "nix/store", filepath.Base(src)), &c))
 	if a.Ino == c.Ino && a.Dev == c.Dev {
 		t.Error("the copy is a hard link")
 	}

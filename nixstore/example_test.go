@@ -24,7 +24,9 @@ func ExampleParseRegistration() {
 		fmt.Println(err)
 		return
 	}
-	nixstore.WriteRegistration(os.Stdout, paths)
+	if err := nixstore.WriteRegistration(os.Stdout, paths); err != nil {
+		fmt.Println(err)
+	}
 	// Output:
 	// /nix/store/0a2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-hello
 	// sha256:0jxq7cfj784p9x79yvx4d2iy18avkms0636mxmxzcyp2b3xynx4f

@@ -19,7 +19,8 @@ const (
 )
 
 func TestNix32Known(t *testing.T) {
-	b, _ := hex.DecodeString(knownHex)
+	b, err := hex.DecodeString(knownHex)
+	testutil.NoError(t, err)
 	if got := Nix32Encode(b); got != knownNix32 {
 		t.Fatalf("Nix32Encode = %s, want %s", got, knownNix32)
 	}
@@ -86,7 +87,8 @@ func TestNix32AgainstNix(t *testing.T) {
 }
 
 func TestParseNarHashForms(t *testing.T) {
-	b, _ := hex.DecodeString(knownHex)
+	b, err := hex.DecodeString(knownHex)
+	testutil.NoError(t, err)
 	sri := "sha256-" + base64.StdEncoding.EncodeToString(b)
 	for _, in := range []string{knownHex, "sha256:" + knownHex, knownNix32, "sha256:" + knownNix32, sri} {
 		got, err := NormaliseNarHash(in)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 // fakeStore makes root/nix/store with the given entries: name -> func
@@ -28,7 +31,9 @@ func fakeStore(t *testing.T, entries map[string]func(host string)) string {
 
 func mkfile(data string, mode os.FileMode) func(string) {
 	return func(p string) {
-		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			panic(err)
+		}
 		if err := os.WriteFile(p, []byte(data), mode); err != nil {
 			panic(err)
 		}
@@ -37,7 +42,9 @@ func mkfile(data string, mode os.FileMode) func(string) {
 
 func mklink(target string) func(string) {
 	return func(p string) {
-		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			panic(err)
+		}
 		if err := os.Symlink(target, p); err != nil {
 			panic(err)
 		}
@@ -52,7 +59,7 @@ func TestLoadErrors(t *testing.T) {
 	regFile := filepath.Join(dir, "registration")
 	write := func(name, data string) string {
 		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(data), 0o644)
+		testutil.NoError(t, os.WriteFile(p, []byte(data), 0o644))
 		return p
 	}
 	ctx := context.Background()
@@ -133,7 +140,7 @@ func TestReadToplevel(t *testing.T) {
 	top := "/nix/store/3d2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-nixos-system-x-1"
 	mkNixOS(t, root, top)
 	result := filepath.Join(t.TempDir(), "result")
-	os.Symlink(top, result) // a result link into the chroot's store
+	testutil.NoError(t, os.Symlink(top, result)) // a result link into the chroot's store
 	for _, in := range []string{top, top + "/", filepath.Join(root, top), result} {
 		tl, err := ReadToplevel(in, root)
 		if err != nil {
@@ -155,15 +162,15 @@ func TestReadToplevel(t *testing.T) {
 	}
 
 	// Without dtbs and kernel-params.
-	os.Remove(filepath.Join(root, top, "dtbs"))
-	os.Remove(filepath.Join(root, top, "kernel-params"))
+	testutil.NoError(t, os.Remove(filepath.Join(root, top, "dtbs")))
+	testutil.NoError(t, os.Remove(filepath.Join(root, top, "kernel-params")))
 	tl, err := ReadToplevel(top, root)
 	if err != nil || tl.DTBs != "" || len(tl.KernelParams) != 0 {
 		t.Errorf("minimal toplevel: %+v %v", tl, err)
 	}
 
 	// Not a NixOS system.
-	os.Remove(filepath.Join(root, top, "init"))
+	testutil.NoError(t, os.Remove(filepath.Join(root, top, "init")))
 	if _, err := ReadToplevel(top, root); !errors.Is(err, ErrNotNixOS) || !strings.Contains(err.Error(), "no init") {
 		t.Errorf("without init: %v", err)
 	}
@@ -188,7 +195,9 @@ func TestRefScannerAcrossWrites(t *testing.T) {
 	for chunk := 1; chunk <= len(data); chunk++ {
 		s := newRefScanner(hashes)
 		for i := 0; i < len(data); i += chunk {
-			s.Write(data[i:min(i+chunk, len(data))])
+			if _, err := s.Write(data[i:min(i+chunk, len(data))]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if len(s.found) != 2 || !s.found[pA] || !s.found[pC] {
 			t.Fatalf("chunk %d: found %v", chunk, s.found)
@@ -232,7 +241,9 @@ func TestRefScannerRandom(t *testing.T) {
 		s := newRefScanner(hashes)
 		for i := 0; i < len(data); {
 			n := min(1+rng.IntN(70), len(data)-i)
-			s.Write(data[i : i+n])
+			if _, err := s.Write(data[i : i+n]); err != nil {
+				t.Fatal(err)
+			}
 			i += n
 		}
 		if !maps.Equal(s.found, want) {
@@ -307,7 +318,9 @@ func TestLoadFallsBackToScan(t *testing.T) {
 	bin := t.TempDir()
 	script := func(body string) string {
 		p := filepath.Join(bin, "nix-store")
-		os.Remove(p)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
 		mkfile("#!/bin/sh\n"+body+"\n", 0o755)(p)
 		return p
 	}

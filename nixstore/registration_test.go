@@ -137,7 +137,9 @@ func FuzzParseRegistration(f *testing.F) {
 			}
 		}
 		var out2 bytes.Buffer
-		WriteRegistration(&out2, again)
+		if err := WriteRegistration(&out2, again); err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(out.Bytes(), out2.Bytes()) {
 			t.Fatalf("write is not a fixed point:\n%s\n%s", out.Bytes(), out2.Bytes())
 		}

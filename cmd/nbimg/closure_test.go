@@ -28,8 +28,10 @@ func checkClosureInfo(t *testing.T, dir string, s *nixstoretest.Store) {
 	if err != nil || st.Mode().Perm() != 0o755 {
 		t.Errorf("output directory: %v %v", st.Mode(), err)
 	}
-	left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
-	left2, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), ".*tmp*"))
+	left, err := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	testutil.NoError(t, err)
+	left2, err := filepath.Glob(filepath.Join(filepath.Dir(dir), ".*tmp*"))
+	testutil.NoError(t, err)
 	if len(left)+len(left2) > 0 {
 		t.Errorf("temporary files left: %q %q", left, left2)
 	}
@@ -55,7 +57,7 @@ func TestClosureCommandMatchesNix(t *testing.T) {
 	checkClosureInfo(t, out, s)
 
 	// Again into the existing directory, one path at a time, quietly.
-	os.WriteFile(filepath.Join(out, "registration"), []byte("stale"), 0o644)
+	testutil.NoError(t, os.WriteFile(filepath.Join(out, "registration"), []byte("stale"), 0o644))
 	code, _, stderr = runApp(t, "--quiet", "closure", "--processors", "1", "-o", out, s.Top)
 	if code != exitOK || stderr != "" {
 		t.Fatalf("exit %d: %q", code, stderr)
@@ -67,7 +69,7 @@ func TestClosureCommandMatchesNix(t *testing.T) {
 	if code, _, stderr := runApp(t, "closure", "-o", out2, s.Top, s.Unrelated); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	sp, _ := os.ReadFile(filepath.Join(out2, "store-paths"))
+	sp := testutil.ReadFile(t, filepath.Join(out2, "store-paths"))
 	if !bytes.Contains(sp, []byte(s.Unrelated+"\n")) || bytes.Count(sp, []byte("\n")) != 11 {
 		t.Errorf("store-paths of two roots:\n%s", sp)
 	}
@@ -76,7 +78,7 @@ func TestClosureCommandMatchesNix(t *testing.T) {
 func TestClosureCommandErrors(t *testing.T) {
 	tmp := t.TempDir()
 	notStore := filepath.Join(tmp, "file")
-	os.WriteFile(notStore, []byte("x"), 0o644)
+	testutil.NoError(t, os.WriteFile(notStore, []byte("x"), 0o644))
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -143,19 +145,19 @@ func TestClosureCommandStoreRoot(t *testing.T) {
 	root := t.TempDir()
 	a := "/nix/store/0a2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-a"
 	b := "/nix/store/1b2y6ifm2mn8fv0vi3r7n5vqkl7iqsl2-b"
-	os.MkdirAll(filepath.Join(root, a), 0o755)
-	os.WriteFile(filepath.Join(root, a, "ref"), []byte(b+"\n"), 0o644)
-	os.WriteFile(filepath.Join(root, b), []byte("b\n"), 0o644)
+	testutil.NoError(t, os.MkdirAll(filepath.Join(root, a), 0o755))
+	testutil.NoError(t, os.WriteFile(filepath.Join(root, a, "ref"), []byte(b+"\n"), 0o644))
+	testutil.NoError(t, os.WriteFile(filepath.Join(root, b), []byte("b\n"), 0o644))
 	out := filepath.Join(t.TempDir(), "ci")
 	code, _, stderr := runApp(t, "--verbose", "closure", "--store-root", root, "-o", out, a)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	sp, _ := os.ReadFile(filepath.Join(out, "store-paths"))
+	sp := testutil.ReadFile(t, filepath.Join(out, "store-paths"))
 	if string(sp) != a+"\n"+b+"\n" || !strings.Contains(stderr, "root "+a) {
 		t.Errorf("store-paths %q, stderr %q", sp, stderr)
 	}
-	reg, _ := os.ReadFile(filepath.Join(out, "registration"))
+	reg := testutil.ReadFile(t, filepath.Join(out, "registration"))
 	paths, err := nixstore.ParseRegistration(bytes.NewReader(reg), "registration")
 	if err != nil || len(paths) != 2 || strings.Join(paths[0].References, " ") != b {
 		t.Errorf("registration %q: %v", reg, err)

@@ -21,7 +21,11 @@ func copyFixtureStore(t *testing.T, f *testutil.Fixture) string {
 	if err := os.MkdirAll(store, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { exec.Command("chmod", "-R", "u+w", root).Run() })
+	t.Cleanup(func() {
+		if out, err := exec.Command("chmod", "-R", "u+w", root).CombinedOutput(); err != nil {
+			t.Errorf("making the store copy writable again: %v\n%s", err, out)
+		}
+	})
 	args := append([]string{"-a"}, f.StorePaths(t)...)
 	out, err := exec.Command("cp", append(args, store)...).CombinedOutput()
 	if err != nil {

@@ -22,9 +22,11 @@ func initrdInputs(t *testing.T) (dir string, bases []string, image string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.AddBytes("init", 0o755, []byte("#!/bin/sh\n"))
+	testutil.NoError(t, a.AddBytes("init", 0o755, []byte("#!/bin/sh\n")))
 	var arch bytes.Buffer
-	a.WriteTo(&arch)
+	if _, err := a.WriteTo(&arch); err != nil {
+		t.Fatal(err)
+	}
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o644); err != nil {
@@ -50,23 +52,27 @@ func libraryInitrd(t *testing.T, opts initrd.Options, bases []string, image stri
 		t.Fatal(err)
 	}
 	for _, b := range bases {
-		data, _ := os.ReadFile(b)
-		w.AppendBase(bytes.NewReader(data))
+		data := testutil.ReadFile(t, b)
+		if _, err := w.AppendBase(bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	data, _ := os.ReadFile(image)
+	data := testutil.ReadFile(t, image)
 	if err := w.AppendImage(bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(f.Name())
+	b := testutil.ReadFile(t, f.Name())
 	return b
 }
 
 func assertNoTemp(t *testing.T, dir string) {
 	t.Helper()
-	if left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(left) > 0 {
+	left, err := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	testutil.NoError(t, err)
+	if len(left) > 0 {
 		t.Errorf("temporary files left: %q", left)
 	}
 }
@@ -93,7 +99,9 @@ func TestInitrdCommand(t *testing.T) {
 	if stdout != "" {
 		t.Errorf("stdout %q", stdout)
 	}
-	if st, _ := os.Stat(out); st.Mode().Perm() != 0o644 {
+	st, err := os.Stat(out)
+	testutil.NoError(t, err)
+	if st.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v", st.Mode())
 	}
 	assertNoTemp(t, dir)
@@ -104,7 +112,7 @@ func TestInitrdCommand(t *testing.T) {
 	if code != exitOK || stderr != "" {
 		t.Fatalf("exit %d: %q", code, stderr)
 	}
-	got, _ = os.ReadFile(out)
+	got = testutil.ReadFile(t, out)
 	want := libraryInitrd(t, initrd.Options{Compression: initrd.Zstd, Name: "/boot/store", MTime: time.Unix(1700000000, 0)}, bases[:1], image)
 	if !bytes.Equal(got, want) {
 		t.Error("compressed output differs from the library's")
@@ -137,13 +145,13 @@ func TestInitrdCommandErrors(t *testing.T) {
 		{"extra argument", []string{"--squashfs", image, "stray"}, exitUsage, "stray"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			os.WriteFile(out, []byte("previous"), 0o644)
+			testutil.NoError(t, os.WriteFile(out, []byte("previous"), 0o644))
 			args := append([]string{"initrd", "-o", out}, tc.args...)
 			code, _, stderr := runApp(t, args...)
 			if code != tc.code || !strings.Contains(stderr, tc.message) {
 				t.Errorf("exit %d, want %d; stderr %q lacks %q", code, tc.code, stderr, tc.message)
 			}
-			if b, _ := os.ReadFile(out); string(b) != "previous" {
+			if b := testutil.ReadFile(t, out); string(b) != "previous" {
 				t.Errorf("output replaced on failure: %q", b)
 			}
 			assertNoTemp(t, dir)
@@ -169,8 +177,8 @@ func TestInitrdFromClosure(t *testing.T) {
 		t.Fatal("nbimg initrd --toplevel differs from the initrd nbimg netboot writes")
 	}
 	unsquashfs := testutil.Tool(t, "unsquashfs", "squashfs-tools")
-	base, _ := os.ReadFile(f.Initrd)
-	ird, _ := os.ReadFile(out)
+	base := testutil.ReadFile(t, f.Initrd)
+	ird := testutil.ReadFile(t, out)
 	seg := ird[(len(base)+3)&^3:]
 	// The newc header of the image is 110 bytes plus its name padded to 4.
 	i := bytes.Index(seg, []byte("nix-store.squashfs\x00"))

@@ -44,13 +44,13 @@ func TestKexecTreeOutputs(t *testing.T) {
 	if m.Inputs.Cmdline != cmdline {
 		t.Errorf("manifest kernel_cmdline %q, want %q", m.Inputs.Cmdline, cmdline)
 	}
-	kernel, _ := os.ReadFile(f.Kernel)
-	if got, _ := os.ReadFile(filepath.Join(dir, "bzImage")); !bytes.Equal(got, kernel) {
+	kernel := testutil.ReadFile(t, f.Kernel)
+	if got := testutil.ReadFile(t, filepath.Join(dir, "bzImage")); !bytes.Equal(got, kernel) {
 		t.Error("bzImage differs from the toplevel's kernel")
 	}
 	// initrd.gz: the base unchanged, then a segment cpio reads.
-	base, _ := os.ReadFile(f.Initrd)
-	ird, _ := os.ReadFile(filepath.Join(dir, "initrd.gz"))
+	base := testutil.ReadFile(t, f.Initrd)
+	ird := testutil.ReadFile(t, filepath.Join(dir, "initrd.gz"))
 	if !bytes.HasPrefix(ird, base) {
 		t.Fatal("initrd.gz does not start with the toplevel's initrd")
 	}
@@ -67,7 +67,7 @@ func TestKexecTreeOutputs(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o755 {
 		t.Fatalf("kexec-boot: %v, mode %v", err, st.Mode())
 	}
-	text, _ := os.ReadFile(script)
+	text := testutil.ReadFile(t, script)
 	if !strings.Contains(string(text), "\ncmdline='"+cmdline+"'\n") {
 		t.Errorf("kexec-boot does not set the command line %q:\n%s", cmdline, text)
 	}
@@ -153,8 +153,8 @@ func TestKexecTreeErrors(t *testing.T) {
 			if code != tc.code || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
 				t.Errorf("exit %d (want %d), stderr %q (want %q in at most two lines)", code, tc.code, errOut, tc.want)
 			}
-			if left, _ := os.ReadDir(parent); len(left) != 0 {
-				t.Errorf("left behind: %v", left)
+			if left, err := os.ReadDir(parent); err != nil || len(left) != 0 {
+				t.Errorf("left behind: %v (%v)", left, err)
 			}
 		})
 	}

@@ -88,15 +88,15 @@ func TestNetbootOutputs(t *testing.T) {
 	if m.Timings != nil {
 		t.Errorf("manifest has timings without --timings: %+v", m.Timings)
 	}
-	kernel, _ := os.ReadFile(f.Kernel)
-	if got, _ := os.ReadFile(filepath.Join(dir, "bzImage")); !bytes.Equal(got, kernel) {
+	kernel := testutil.ReadFile(t, f.Kernel)
+	if got := testutil.ReadFile(t, filepath.Join(dir, "bzImage")); !bytes.Equal(got, kernel) {
 		t.Error("bzImage differs from the toplevel's kernel")
 	}
 
 	// The initrd starts with the base unchanged; the appended segment, at
 	// the next 4-byte boundary, is read by cpio and bsdtar.
-	base, _ := os.ReadFile(f.Initrd)
-	ird, _ := os.ReadFile(filepath.Join(dir, "initrd"))
+	base := testutil.ReadFile(t, f.Initrd)
+	ird := testutil.ReadFile(t, filepath.Join(dir, "initrd"))
 	if !bytes.HasPrefix(ird, base) {
 		t.Fatal("initrd does not start with the toplevel's initrd")
 	}
@@ -189,11 +189,11 @@ func TestNetbootBadInput(t *testing.T) {
 	if err := os.MkdirAll(top, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(top, "init"), []byte("#!/bin/sh\n"), 0o755)
+	testutil.NoError(t, os.WriteFile(filepath.Join(top, "init"), []byte("#!/bin/sh\n"), 0o755))
 	reg := filepath.Join(tmp, "registration")
-	os.WriteFile(reg, []byte(top[len(noKernel):]+"\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644)
+	testutil.NoError(t, os.WriteFile(reg, []byte(top[len(noKernel):]+"\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644))
 	missing := filepath.Join(tmp, "missing")
-	os.WriteFile(missing, []byte("/nix/store/11111111111111111111111111111111-gone\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644)
+	testutil.NoError(t, os.WriteFile(missing, []byte("/nix/store/11111111111111111111111111111111-gone\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644))
 
 	for _, tc := range []struct {
 		name string
@@ -215,8 +215,8 @@ func TestNetbootBadInput(t *testing.T) {
 			if !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
 				t.Errorf("error does not name %q in one line: %q", tc.want, errOut)
 			}
-			if left, _ := os.ReadDir(parent); len(left) != 0 {
-				t.Errorf("left behind: %v", left)
+			if left, err := os.ReadDir(parent); err != nil || len(left) != 0 {
+				t.Errorf("left behind: %v (%v)", left, err)
 			}
 		})
 	}

@@ -191,7 +191,7 @@ func piListFiles(t *testing.T, dir, skip string) map[string]string {
 
 func piCheckOwnedByRoot(t *testing.T, root string) {
 	t.Helper()
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -205,6 +205,7 @@ func piCheckOwnedByRoot(t *testing.T, root string) {
 		}
 		return nil
 	})
+	testutil.NoError(t, err)
 }
 
 // TestPiNetimageNixAcceptsRoot has real Nix load the registration into a
@@ -293,7 +294,8 @@ func piTreeDigest(t *testing.T, dir string, skip ...string) string {
 		fmt.Fprintf(h, "%s %s %d %d:%d", rel, fi.Mode(), st.Mtim.Sec, st.Uid, st.Gid)
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
+			l, err := os.Readlink(p)
+			testutil.NoError(t, err)
 			fmt.Fprintf(h, " -> %s", l)
 		case fi.Mode().IsRegular() && rel != "." && !strings.HasPrefix(rel, "manifest"):
 			_, sum := digest(t, p)
@@ -360,8 +362,8 @@ func TestPiNetimageBadInput(t *testing.T) {
 			if code == exitFailure && strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 				t.Errorf("more than one line: %q", errOut)
 			}
-			if left, _ := os.ReadDir(parent); len(left) != 0 {
-				t.Errorf("left behind: %v", left)
+			if left, err := os.ReadDir(parent); err != nil || len(left) != 0 {
+				t.Errorf("left behind: %v (%v)", left, err)
 			}
 		})
 	}
@@ -389,7 +391,7 @@ func TestPiNetimageToplevelFirmware(t *testing.T) {
 		}
 	}
 	reg := filepath.Join(t.TempDir(), "registration")
-	os.WriteFile(reg, []byte(top+"\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644)
+	testutil.NoError(t, os.WriteFile(reg, []byte(top+"\nsha256:0000000000000000000000000000000000000000000000000000\n0\n\n0\n"), 0o644))
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "pi")
 	args := []string{"pi-netimage", "-o", dir, "--toplevel", top, "--closure", reg, "--store-root", storeRoot,

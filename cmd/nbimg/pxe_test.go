@@ -69,23 +69,23 @@ func TestPXEOutputs(t *testing.T) {
 		t.Errorf("outputs\n%v\nwant\n%v", names, want)
 	}
 	for _, n := range netboot.SyslinuxFiles {
-		a, _ := os.ReadFile(netboot.DebianSyslinux[n].Path)
-		if b, _ := os.ReadFile(filepath.Join(dir, "tftp", n)); !bytes.Equal(a, b) {
+		a := testutil.ReadFile(t, netboot.DebianSyslinux[n].Path)
+		if b := testutil.ReadFile(t, filepath.Join(dir, "tftp", n)); !bytes.Equal(a, b) {
 			t.Errorf("tftp/%s differs from %s", n, netboot.DebianSyslinux[n].Path)
 		}
 	}
-	kernel, _ := os.ReadFile(f.Kernel)
-	base, _ := os.ReadFile(f.Initrd)
+	kernel := testutil.ReadFile(t, f.Kernel)
+	base := testutil.ReadFile(t, f.Initrd)
 	for _, b := range []string{base1, base2} {
-		if got, _ := os.ReadFile(filepath.Join(dir, "tftp", b, "bzImage")); !bytes.Equal(got, kernel) {
+		if got := testutil.ReadFile(t, filepath.Join(dir, "tftp", b, "bzImage")); !bytes.Equal(got, kernel) {
 			t.Errorf("%s/bzImage is not the fixture's kernel", b)
 		}
-		if got, _ := os.ReadFile(filepath.Join(dir, "tftp", b, "initrd")); !bytes.HasPrefix(got, base) || len(got) < len(base)+1<<20 {
+		if got := testutil.ReadFile(t, filepath.Join(dir, "tftp", b, "initrd")); !bytes.HasPrefix(got, base) || len(got) < len(base)+1<<20 {
 			t.Errorf("%s/initrd is not the fixture's initrd with a store image appended", b)
 		}
 	}
 
-	cfg, _ := os.ReadFile(filepath.Join(dir, "tftp", "pxelinux.cfg", "default"))
+	cfg := testutil.ReadFile(t, filepath.Join(dir, "tftp", "pxelinux.cfg", "default"))
 	cmdline := func(top string) string {
 		return "init=" + top + "/init " + f.KernelParams + " console=ttyS0,115200 loglevel=7 fixture.check=none"
 	}
@@ -101,12 +101,12 @@ func TestPXEOutputs(t *testing.T) {
 	if m.Entries[1].Cmdline != cmdline(top2) || m.Entries[1].Dir != "tftp/"+base2 || m.Entries[1].Toplevel != top2 {
 		t.Errorf("manifest entry 2: %+v", m.Entries[1])
 	}
-	ipxe, _ := os.ReadFile(filepath.Join(dir, "boot.ipxe"))
+	ipxe := testutil.ReadFile(t, filepath.Join(dir, "boot.ipxe"))
 	if !strings.Contains(string(ipxe), "kernel --name bzImage tftp/"+base2+"/bzImage init="+top2+"/init initrd=initrd ") {
 		t.Errorf("boot.ipxe has no entry for %s:\n%s", top2, ipxe)
 	}
 
-	conf, _ := os.ReadFile(filepath.Join(dir, "dnsmasq.conf"))
+	conf := testutil.ReadFile(t, filepath.Join(dir, "dnsmasq.conf"))
 	for _, w := range []string{"tftp-root=" + filepath.Join(dir, "tftp") + "\n", "dhcp-range=10.0.2.0,proxy,255.255.255.0\n",
 		"dhcp-range=192.168.7.0,proxy\n", "enable-tftp\n", "log-dhcp\n", "dhcp-no-override\n", "pxe-service=x86PC,"} {
 		if !strings.Contains(string(conf), w) {
@@ -190,8 +190,8 @@ func TestPXEErrors(t *testing.T) {
 			if code != tc.code || !strings.Contains(errOut, tc.want) {
 				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tc.code, errOut, tc.want)
 			}
-			if left, _ := os.ReadDir(parent); len(left) != 0 {
-				t.Errorf("left behind: %v", left)
+			if left, err := os.ReadDir(parent); err != nil || len(left) != 0 {
+				t.Errorf("left behind: %v (%v)", left, err)
 			}
 		})
 	}

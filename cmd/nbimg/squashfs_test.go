@@ -15,10 +15,10 @@ import (
 func squashfsSource(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "etc", "conf.d"), 0o755)
-	os.WriteFile(filepath.Join(dir, "etc", "hostname"), []byte("nbimg\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "etc", "conf.d", "big"), []byte(strings.Repeat("line of text\n", 5000)), 0o600)
-	os.Symlink("etc/hostname", filepath.Join(dir, "hostname"))
+	testutil.NoError(t, os.MkdirAll(filepath.Join(dir, "etc", "conf.d"), 0o755))
+	testutil.NoError(t, os.WriteFile(filepath.Join(dir, "etc", "hostname"), []byte("nbimg\n"), 0o644))
+	testutil.NoError(t, os.WriteFile(filepath.Join(dir, "etc", "conf.d", "big"), []byte(strings.Repeat("line of text\n", 5000)), 0o600))
+	testutil.NoError(t, os.Symlink("etc/hostname", filepath.Join(dir, "hostname")))
 	return dir
 }
 
@@ -53,10 +53,12 @@ func TestSquashfsCommandDir(t *testing.T) {
 	if b, err := exec.Command(unsq, "-no-progress", "-d", x, out).CombinedOutput(); err != nil {
 		t.Fatalf("unsquashfs: %v\n%s", err, b)
 	}
-	if got, _ := os.ReadFile(filepath.Join(x, "etc", "conf.d", "big")); len(got) != 5000*13 {
+	if got := testutil.ReadFile(t, filepath.Join(x, "etc", "conf.d", "big")); len(got) != 5000*13 {
 		t.Errorf("extracted big file has %d bytes", len(got))
 	}
-	if target, _ := os.Readlink(filepath.Join(x, "hostname")); target != "etc/hostname" {
+	target, err := os.Readlink(filepath.Join(x, "hostname"))
+	testutil.NoError(t, err)
+	if target != "etc/hostname" {
 		t.Errorf("symlink target %q", target)
 	}
 	// SOURCE_DATE_EPOCH sets the superblock time when --mkfs-time is absent.
@@ -90,8 +92,8 @@ func TestSquashfsCommandErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
-		if left, _ := os.ReadDir(outDir); len(left) != 0 {
-			t.Fatalf("%v left %v behind", tc.args, left)
+		if left, err := os.ReadDir(outDir); err != nil || len(left) != 0 {
+			t.Fatalf("%v left %v behind (%v)", tc.args, left, err)
 		}
 	}
 }
@@ -113,8 +115,7 @@ func TestSquashfsCommandToplevel(t *testing.T) {
 	}
 
 	// The same closure given as closureInfo gives the same image.
-	info := t.TempDir()
-	s.WriteClosureInfo(t, info)
+	info := s.ClosureInfo
 	out2 := filepath.Join(t.TempDir(), "store2.img")
 	code, _, stderr = runApp(t, "squashfs", "-o", out2, "--closure", info, "--comp", "zstd -Xcompression-level 6", "--mkfs-time", "1")
 	if code != exitOK {
