@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/nbimg/nbimg/nixstore"
 	"github.com/nbimg/nbimg/nixstore/nixstoretest"
@@ -55,8 +55,6 @@ func TestStoreTreeLayout(t *testing.T) {
 // compares it with what make-squashfs.nix's mksquashfs call makes of it.
 func TestStoreImageMatchesMksquashfs(t *testing.T) {
 	s := nixstoretest.NixStore(t)
-	mksq := testutil.Tool(t, "mksquashfs", "squashfs-tools")
-	diff := testutil.Tool(t, "sqfsdiff", "squashfs-tools-ng")
 	ctx := context.Background()
 	c, err := nixstore.Load(ctx, nixstore.Input{Toplevel: s.Top})
 	if err != nil {
@@ -82,19 +80,11 @@ func TestStoreImageMatchesMksquashfs(t *testing.T) {
 	reg := filepath.Join(tmp, "nix-path-registration")
 	testutil.NoError(t, os.WriteFile(reg, c.Registration(), 0o444))
 	testutil.NoError(t, os.Chtimes(reg, time.Unix(1, 0), time.Unix(1, 0)))
-	ref := filepath.Join(tmp, "ref.sqfs")
-	args := []string{reg}
+	srcs := []string{reg}
 	for _, p := range c.Paths {
-		args = append(args, c.HostPath(p.Path))
+		srcs = append(srcs, c.HostPath(p.Path))
 	}
-	args = append(args, ref, "-noappend", "-no-xattrs", "-quiet", "-no-progress", "-keep-as-directory",
+	ref := check.Mksquashfs(t, check.EnvWith("SOURCE_DATE_EPOCH", "1"), srcs, "-keep-as-directory",
 		"-all-root", "-no-hardlinks", "-root-mode", "0755", "-b", "1048576", "-comp", "zstd", "-Xcompression-level", "19")
-	cmd := exec.Command(mksq, args...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs: %v\n%s", err, b)
-	}
-	if b, err := exec.Command(diff, "-I", "-T", "-a", ref, "-b", img).CombinedOutput(); err != nil {
-		t.Fatalf("sqfsdiff -I -T: %v\n%s", err, b)
-	}
+	check.Sqfsdiff(t, ref, img)
 }

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/nbimg/nbimg/squashfs"
 )
@@ -75,24 +75,15 @@ func TestStreamSquashfs(t *testing.T) {
 			all := testutil.ReadFile(t, out.Name())
 			seg := all[res.SegmentOffset:]
 
-			bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
 			x := filepath.Join(dir, "x")
 			testutil.NoError(t, os.Mkdir(x, 0o755))
-			cmd := exec.Command(bsdtar, "-x", "-f", "-", "-C", x)
-			cmd.Stdin = bytes.NewReader(seg)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("bsdtar: %v\n%s", err, b)
-			}
+			check.BsdtarExtract(t, seg, x)
 			img := filepath.Join(x, "nix-store.squashfs")
 			if got := testutil.ReadFile(t, img); !bytes.Equal(got, want) {
 				t.Fatalf("image in the initrd (%d bytes) differs from the plain image (%d bytes)", len(got), len(want))
 			}
-			unsquashfs := testutil.Tool(t, "unsquashfs", "squashfs-tools")
-			cmd = exec.Command(unsquashfs, "-no-progress", "-d", filepath.Join(dir, "root"), img)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("unsquashfs: %v\n%s", err, b)
-			}
-			got, err := os.ReadFile(filepath.Join(dir, "root", "abc-hello", "bin", "hello"))
+			root := check.UnsquashfsExtract(t, img)
+			got, err := os.ReadFile(filepath.Join(root, "abc-hello", "bin", "hello"))
 			if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("hello\n"), 50000)) {
 				t.Errorf("unsquashfs: hello differs (%v)", err)
 			}

@@ -7,28 +7,19 @@ package initrd
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 // runTool runs a command with stdin in dir and returns its stdout.
 func runTool(t testing.TB, dir string, stdin []byte, name string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr.Bytes())
-	}
-	return out
+	return check.Run(t, dir, stdin, name, args...)
 }
 
 // toolBase makes a base initrd with GNU cpio and gzip, as a distribution
@@ -49,8 +40,6 @@ func toolBase(t testing.TB) []byte {
 }
 
 func TestToolsReadSegment(t *testing.T) {
-	cpioTool := testutil.Tool(t, "cpio", "cpio")
-	bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
 	base := toolBase(t)
 	image := bytes.Repeat([]byte("hsqs\x00\x01\x02 not really a squashfs "), 5001) // not a multiple of 4
 	decompressors := map[Compression][]string{
@@ -80,25 +69,23 @@ func TestToolsReadSegment(t *testing.T) {
 			}
 
 			// GNU cpio: list with details, then extract and compare.
-			list := runTool(t, "", plain, cpioTool, "-t", "-v", "--quiet")
-			lines := strings.Split(strings.TrimSpace(string(list)), "\n")
+			lines := check.CpioList(t, plain, true)
 			if len(lines) != 1 || !strings.HasSuffix(lines[0], " nix-store.squashfs") ||
 				!strings.HasPrefix(lines[0], "-r--r--r--") || !strings.Contains(lines[0], "1970") {
-				t.Errorf("cpio -tv:\n%s", list)
+				t.Errorf("cpio -tv:\n%s", strings.Join(lines, "\n"))
 			}
 			dir := t.TempDir()
-			runTool(t, dir, plain, cpioTool, "-i", "-d", "--quiet")
+			check.CpioExtract(t, plain, dir)
 			if got := mustReadFile(t, filepath.Join(dir, "nix-store.squashfs")); !bytes.Equal(got, image) {
 				t.Errorf("cpio extracted %d bytes that differ from the %d-byte image", len(got), len(image))
 			}
 
 			// bsdtar reads the segment as written, compressed or not.
-			list = runTool(t, "", seg, bsdtar, "-t", "-f", "-")
-			if strings.TrimSpace(string(list)) != "nix-store.squashfs" {
+			if list := check.BsdtarList(t, seg); len(list) != 1 || list[0] != "nix-store.squashfs" {
 				t.Errorf("bsdtar -t: %q", list)
 			}
 			dir = t.TempDir()
-			runTool(t, dir, seg, bsdtar, "-x", "-f", "-")
+			check.BsdtarExtract(t, seg, dir)
 			if got := mustReadFile(t, filepath.Join(dir, "nix-store.squashfs")); !bytes.Equal(got, image) {
 				t.Error("bsdtar extracted different bytes")
 			}
@@ -113,8 +100,6 @@ func TestToolsReadSegment(t *testing.T) {
 // TestToolsReadArchive checks a tree with directories, a symbolic link and
 // modes through cpio and bsdtar.
 func TestToolsReadArchive(t *testing.T) {
-	cpioTool := testutil.Tool(t, "cpio", "cpio")
-	bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
 	a, err := NewArchive(time.Unix(1700000000, 0))
 	testutil.NoError(t, err)
 	testutil.NoError(t, a.AddBytes("/bin/busybox", 0o755, []byte("\x7fELF")))
@@ -123,25 +108,25 @@ func TestToolsReadArchive(t *testing.T) {
 	testutil.NoError(t, a.AddBytes("/etc/odd", 0o600, []byte("12345")))
 	testutil.NoError(t, a.AddBytes("/init", 0o755, []byte("#!/bin/sh\n")))
 	b := mustArchive(t, a)
-	want := "bin\nbin/busybox\nbin/sh\netc\netc/odd\ninit\n"
-	if got := runTool(t, "", b, cpioTool, "-t", "--quiet"); string(got) != want {
+	want := "bin\nbin/busybox\nbin/sh\netc\netc/odd\ninit"
+	if got := strings.Join(check.CpioList(t, b, false), "\n"); got != want {
 		t.Errorf("cpio -t:\n%s\nwant\n%s", got, want)
 	}
-	if got := runTool(t, "", b, bsdtar, "-t", "-f", "-"); string(got) != want {
+	if got := strings.Join(check.BsdtarList(t, b), "\n"); got != want {
 		t.Errorf("bsdtar -t:\n%s", got)
 	}
-	for _, extract := range [][]string{
-		{cpioTool, "-i", "-d", "-m", "--quiet"},
-		{bsdtar, "-x", "-f", "-"},
-	} {
+	for _, extract := range []struct {
+		tool string
+		run  func(testing.TB, []byte, string)
+	}{{"cpio", check.CpioExtract}, {"bsdtar", check.BsdtarExtract}} {
 		dir := t.TempDir()
-		runTool(t, dir, b, extract[0], extract[1:]...)
+		extract.run(t, b, dir)
 		if l, err := os.Readlink(filepath.Join(dir, "bin/sh")); err != nil || l != "busybox" {
-			t.Errorf("%s: bin/sh -> %q, %v", filepath.Base(extract[0]), l, err)
+			t.Errorf("%s: bin/sh -> %q, %v", extract.tool, l, err)
 		}
 		st, err := os.Stat(filepath.Join(dir, "etc/odd"))
 		if err != nil || st.Mode().Perm() != 0o600 || st.ModTime().Unix() != 1700000000 {
-			t.Errorf("%s: etc/odd %v %v", filepath.Base(extract[0]), st, err)
+			t.Errorf("%s: etc/odd %v %v", extract.tool, st, err)
 		} else if got := mustReadFile(t, filepath.Join(dir, "etc/odd")); string(got) != "12345" {
 			t.Errorf("etc/odd = %q", got)
 		}

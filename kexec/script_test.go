@@ -1,7 +1,6 @@
 package kexec
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -38,18 +38,13 @@ func TestScriptGolden(t *testing.T) {
 // TestScriptShellcheck runs shellcheck on every golden script, as sh and
 // as bash (users run it with either).
 func TestScriptShellcheck(t *testing.T) {
-	sc := testutil.Tool(t, "shellcheck", "shellcheck")
 	for _, tc := range goldenScripts {
 		text, err := tc.s.Text()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, shell := range []string{"sh", "dash", "bash"} {
-			cmd := exec.Command(sc, "--shell="+shell, "--severity=style", "-")
-			cmd.Stdin = bytes.NewReader(text)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("%s as %s: shellcheck: %v\n%s", tc.name, shell, err, out)
-			}
+			check.Shellcheck(t, tc.name, text, shell)
 		}
 	}
 }

@@ -7,13 +7,13 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -91,33 +91,20 @@ func TestTarballListing(t *testing.T) {
 	testutil.NoError(t, err)
 	want[3] = strings.Replace(want[3], "SIZE", strconv.FormatInt(st.Size(), 10), 1)
 
-	gnutar := testutil.Tool(t, "tar", "tar")
-	cmd := exec.Command(gnutar, "--numeric-owner", "--utc", "-tvzf", file)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("tar: %v\n%s", err, out)
-	}
-	if got := normalize(string(out)); got != strings.Join(want, "\n") {
+	if got := normalize(strings.Join(check.TarList(t, file), "\n")); got != strings.Join(want, "\n") {
 		t.Errorf("tar -tvzf:\n%s\nwant\n%s", got, strings.Join(want, "\n"))
 	}
-	cmd = exec.Command(gnutar, "-tvzf", file)
-	if out, err := cmd.CombinedOutput(); err != nil || strings.Count(string(out), "root/root") != 4 {
-		t.Errorf("tar -tvzf does not show root/root for each entry: %v\n%s", err, out)
+	gnutar := testutil.Tool(t, "tar", "tar")
+	if out := check.Run(t, "", nil, gnutar, "-tvzf", file); strings.Count(string(out), "root/root") != 4 {
+		t.Errorf("tar -tvzf does not show root/root for each entry:\n%s", out)
 	}
 
-	bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
-	out, err = exec.Command(bsdtar, "-tf", file).CombinedOutput()
-	if err != nil {
-		t.Fatalf("bsdtar: %v\n%s", err, out)
-	}
-	if got := strings.TrimSpace(string(out)); got != "kexec/\nkexec/bzImage\nkexec/initrd.gz\nkexec/kexec-boot" {
+	if got := strings.Join(check.BsdtarList(t, data), "\n"); got != "kexec/\nkexec/bzImage\nkexec/initrd.gz\nkexec/kexec-boot" {
 		t.Errorf("bsdtar -tf:\n%s", got)
 	}
 	// Extracted, the files are the tree's.
 	x := t.TempDir()
-	if out, err := exec.Command(bsdtar, "-xf", file, "-C", x).CombinedOutput(); err != nil {
-		t.Fatalf("bsdtar -x: %v\n%s", err, out)
-	}
+	check.BsdtarExtract(t, data, x)
 	for _, n := range TreeFiles {
 		a := testutil.ReadFile(t, filepath.Join(dir, n))
 		b, err := os.ReadFile(filepath.Join(x, TarballDir, n))

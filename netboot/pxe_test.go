@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -203,9 +204,9 @@ func TestDnsmasqAccepts(t *testing.T) {
 		if err := os.WriteFile(conf, text, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		testutil.CheckDnsmasq(t, conf)
+		check.Dnsmasq(t, conf)
 	}
-	testutil.DnsmasqRejects(t, "dhcp-range=nonsense,proxy,x\n")
+	check.DnsmasqRejects(t, "dhcp-range=nonsense,proxy,x\n")
 }
 
 func TestParseProxyNet(t *testing.T) {

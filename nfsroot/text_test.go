@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -213,7 +214,7 @@ func TestDnsmasqAccepts(t *testing.T) {
 		if err := os.WriteFile(conf, text, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		testutil.CheckDnsmasq(t, conf)
+		check.Dnsmasq(t, conf)
 	}
-	testutil.DnsmasqRejects(t, "pxe-service=0,\"Raspberry Pi Boot\n")
+	check.DnsmasqRejects(t, "pxe-service=0,\"Raspberry Pi Boot\n")
 }

@@ -158,17 +158,11 @@ func TestLoadToplevel(t *testing.T) {
 // copyClosure copies the test closure into root/nix/store.
 func copyClosure(t *testing.T, s *nixstoretest.Store, root string) {
 	t.Helper()
-	store := filepath.Join(root, "nix/store")
-	if err := os.MkdirAll(store, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-a"}
+	var paths []string
 	for _, g := range s.Graph {
-		args = append(args, g.Path)
+		paths = append(paths, g.Path)
 	}
-	if out, err := exec.Command("cp", append(args, store)...).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v\n%s", err, out)
-	}
+	testutil.CopyStore(t, root, paths)
 }
 
 // TestStoreRootLoadsIntoNix reads a copy of the closure under --store-root

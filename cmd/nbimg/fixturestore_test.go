@@ -17,20 +17,7 @@ import (
 func copyFixtureStore(t *testing.T, f *testutil.Fixture) string {
 	t.Helper()
 	root := t.TempDir()
-	store := filepath.Join(root, "nix", "store")
-	if err := os.MkdirAll(store, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("chmod", "-R", "u+w", root).CombinedOutput(); err != nil {
-			t.Errorf("making the store copy writable again: %v\n%s", err, out)
-		}
-	})
-	args := append([]string{"-a"}, f.StorePaths(t)...)
-	out, err := exec.Command("cp", append(args, store)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("copying the fixture store: %v\n%s", err, out)
-	}
+	testutil.CopyStore(t, root, f.StorePaths(t))
 	return root
 }
 

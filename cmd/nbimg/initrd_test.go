@@ -3,13 +3,14 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -176,7 +177,6 @@ func TestInitrdFromClosure(t *testing.T) {
 	if got != want {
 		t.Fatal("nbimg initrd --toplevel differs from the initrd nbimg netboot writes")
 	}
-	unsquashfs := testutil.Tool(t, "unsquashfs", "squashfs-tools")
 	base := testutil.ReadFile(t, f.Initrd)
 	ird := testutil.ReadFile(t, out)
 	seg := ird[(len(base)+3)&^3:]
@@ -190,12 +190,9 @@ func TestInitrdFromClosure(t *testing.T) {
 	if err := os.WriteFile(img, seg[body:], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lst, err := exec.Command(unsquashfs, "-l", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("unsquashfs -l: %v\n%s", err, lst)
-	}
+	names := check.UnsquashfsList(t, img)
 	for _, p := range f.StorePaths(t) {
-		if !strings.Contains(string(lst), "squashfs-root/"+filepath.Base(p)+"\n") {
+		if !slices.Contains(names, filepath.Base(p)) {
 			t.Errorf("image lacks %s", p)
 		}
 	}

@@ -3,13 +3,13 @@ package main
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
@@ -54,11 +54,8 @@ func TestKexecTreeOutputs(t *testing.T) {
 	if !bytes.HasPrefix(ird, base) {
 		t.Fatal("initrd.gz does not start with the toplevel's initrd")
 	}
-	cpio := testutil.Tool(t, "cpio", "cpio")
-	cmd := exec.Command(cpio, "-t", "--quiet")
-	cmd.Stdin = bytes.NewReader(ird[(len(base)+3)&^3:])
-	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "nix-store.squashfs" {
-		t.Errorf("cpio -t of the appended segment: %v\n%s", err, out)
+	if names := check.CpioList(t, ird[(len(base)+3)&^3:], false); len(names) != 1 || names[0] != "nix-store.squashfs" {
+		t.Errorf("cpio -t of the appended segment: %q", names)
 	}
 
 	// kexec-boot: executable, the command line, shellcheck-clean.
@@ -71,19 +68,12 @@ func TestKexecTreeOutputs(t *testing.T) {
 	if !strings.Contains(string(text), "\ncmdline='"+cmdline+"'\n") {
 		t.Errorf("kexec-boot does not set the command line %q:\n%s", cmdline, text)
 	}
-	sc := testutil.Tool(t, "shellcheck", "shellcheck")
-	if out, err := exec.Command(sc, "--severity=style", script).CombinedOutput(); err != nil {
-		t.Errorf("shellcheck kexec-boot: %v\n%s", err, out)
-	}
+	check.Shellcheck(t, "kexec-boot", text, "")
 
 	// The tarball, as GNU tar and bsdtar list and extract it.
 	tarball := filepath.Join(dir, "kexec.tar.gz")
-	tar := testutil.Tool(t, "tar", "tar")
-	out, err := exec.Command(tar, "--numeric-owner", "--utc", "-tvzf", tarball).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tar -tvzf: %v\n%s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines := check.TarList(t, tarball)
+	out := strings.Join(lines, "\n")
 	var listed []string
 	for _, l := range lines {
 		fs := strings.Fields(l)
@@ -96,11 +86,8 @@ func TestKexecTreeOutputs(t *testing.T) {
 	if got := strings.Join(listed, "\n"); got != "drwxr-xr-x kexec/\n-rw-r--r-- kexec/bzImage\n-rw-r--r-- kexec/initrd.gz\n-rwxr-xr-x kexec/kexec-boot" {
 		t.Errorf("tar -tvzf:\n%s", out)
 	}
-	bsdtar := testutil.Tool(t, "bsdtar", "libarchive-tools")
 	x := t.TempDir()
-	if out, err := exec.Command(bsdtar, "-xzf", tarball, "-C", x).CombinedOutput(); err != nil {
-		t.Fatalf("bsdtar -x: %v\n%s", err, out)
-	}
+	check.BsdtarExtract(t, testutil.ReadFile(t, tarball), x)
 	for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot"} {
 		_, a := digest(t, filepath.Join(dir, n))
 		_, b := digest(t, filepath.Join(x, "kexec", n))
@@ -126,10 +113,8 @@ func TestKexecTreeReproducible(t *testing.T) {
 		}
 	}
 	sameManifest(t, a, b)
-	tar := testutil.Tool(t, "tar", "tar")
-	out, err := exec.Command(tar, "--utc", "-tvzf", filepath.Join(a, "kexec.tar.gz")).CombinedOutput()
-	if err != nil || strings.Count(string(out), "2023-11-14 22:13") != 4 {
-		t.Errorf("tarball times are not SOURCE_DATE_EPOCH (2023-11-14 22:13): %v\n%s", err, out)
+	if out := strings.Join(check.TarList(t, filepath.Join(a, "kexec.tar.gz")), "\n"); strings.Count(out, "2023-11-14 22:13") != 4 {
+		t.Errorf("tarball times are not SOURCE_DATE_EPOCH (2023-11-14 22:13):\n%s", out)
 	}
 }
 

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
@@ -101,22 +101,9 @@ func TestNetbootOutputs(t *testing.T) {
 		t.Fatal("initrd does not start with the toplevel's initrd")
 	}
 	seg := ird[(len(base)+3)&^3:]
-	for _, tool := range []struct {
-		name, pkg string
-		args      []string
-	}{
-		{"cpio", "cpio", []string{"-t", "--quiet"}},
-		{"bsdtar", "libarchive-tools", []string{"-tf", "-"}},
-	} {
-		bin := testutil.Tool(t, tool.name, tool.pkg)
-		cmd := exec.Command(bin, tool.args...)
-		cmd.Stdin = bytes.NewReader(seg)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", tool.name, err, out)
-		}
-		if !strings.Contains(string(out), "nix-store.squashfs") {
-			t.Errorf("%s does not list nix-store.squashfs:\n%s", tool.name, out)
+	for tool, names := range map[string][]string{"cpio": check.CpioList(t, seg, false), "bsdtar": check.BsdtarList(t, seg)} {
+		if len(names) != 1 || names[0] != "nix-store.squashfs" {
+			t.Errorf("%s lists %q, want only nix-store.squashfs", tool, names)
 		}
 	}
 }

@@ -7,14 +7,13 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
@@ -212,27 +211,9 @@ func piCheckOwnedByRoot(t *testing.T, root string) {
 // store rooted at os/NAME and check every path's contents against it.
 func TestPiNetimageNixAcceptsRoot(t *testing.T) {
 	f := testutil.LoadFixture(t)
-	nixStore := testutil.Tool(t, "nix-store", "nix-bin")
 	dir := buildPi(t, f, piFirmware(t))
 	root := filepath.Join(dir, "os", piName(t, f))
-	nix := func(stdin []byte, args ...string) (string, error) {
-		cmd := exec.Command(nixStore, append([]string{"--store", root}, args...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	if out, err := nix(piRead(t, filepath.Join(root, "nix-path-registration")), "--load-db"); err != nil {
-		t.Fatalf("nix-store --load-db: %v\n%s", err, out)
-	}
-	if out, err := nix(nil, "--verify", "--check-contents"); err != nil || strings.Contains(out, "modified") {
-		t.Fatalf("nix-store --verify --check-contents: %v\n%s", err, out)
-	}
-	out, err := nix(nil, "--query", "--requisites", f.Toplevel)
-	if err != nil {
-		t.Fatalf("nix-store --query --requisites: %v\n%s", err, out)
-	}
-	got := strings.Fields(out)
-	sort.Strings(got)
+	got := check.NixLoadVerify(t, root, piRead(t, filepath.Join(root, "nix-path-registration")), f.Toplevel)
 	if strings.Join(got, " ") != strings.Join(f.StorePaths(t), " ") {
 		t.Errorf("the loaded database's closure of the toplevel:\n%v\nwant\n%v", got, f.StorePaths(t))
 	}
@@ -251,9 +232,7 @@ func TestPiNetimageNixAcceptsRoot(t *testing.T) {
 	if err := os.WriteFile(victim, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := nix(nil, "--verify", "--check-contents"); err == nil || !strings.Contains(out, "modified") {
-		t.Errorf("nix-store --verify --check-contents accepts a changed file: %v\n%s", err, out)
-	}
+	check.NixVerifyFails(t, root)
 }
 
 func TestPiNetimageDnsmasqAccepts(t *testing.T) {
@@ -269,7 +248,7 @@ func TestPiNetimageDnsmasqAccepts(t *testing.T) {
 		if extra != nil && !bytes.Contains(text, []byte("dhcp-range=192.168.1.0,proxy,255.255.255.0\ndhcp-range=10.0.0.5,proxy\n")) {
 			t.Errorf("dnsmasq.conf lacks the proxy ranges:\n%s", text)
 		}
-		testutil.CheckDnsmasq(t, conf)
+		check.Dnsmasq(t, conf)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/nbimg/nbimg/netboot"
@@ -113,7 +114,7 @@ func TestPXEOutputs(t *testing.T) {
 			t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
 		}
 	}
-	testutil.CheckDnsmasq(t, filepath.Join(dir, "dnsmasq.conf"))
+	check.Dnsmasq(t, filepath.Join(dir, "dnsmasq.conf"))
 }
 
 // TestPXESharedClosure gives one closureInfo for two systems: each entry's

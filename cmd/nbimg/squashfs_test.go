@@ -3,11 +3,12 @@ package main
 import (
 	"crypto/sha256"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/nbimg/nbimg/nixstore/nixstoretest"
 )
@@ -48,11 +49,7 @@ func TestSquashfsCommandDir(t *testing.T) {
 	if sums[0] != sums[1] || sums[1] != sums[2] {
 		t.Error("different images for different --processors")
 	}
-	unsq := testutil.Tool(t, "unsquashfs", "squashfs-tools")
-	x := filepath.Join(t.TempDir(), "x")
-	if b, err := exec.Command(unsq, "-no-progress", "-d", x, out).CombinedOutput(); err != nil {
-		t.Fatalf("unsquashfs: %v\n%s", err, b)
-	}
+	x := check.UnsquashfsExtract(t, out)
 	if got := testutil.ReadFile(t, filepath.Join(x, "etc", "conf.d", "big")); len(got) != 5000*13 {
 		t.Errorf("extracted big file has %d bytes", len(got))
 	}
@@ -100,18 +97,14 @@ func TestSquashfsCommandErrors(t *testing.T) {
 
 func TestSquashfsCommandToplevel(t *testing.T) {
 	s := nixstoretest.NixStore(t)
-	unsq := testutil.Tool(t, "unsquashfs", "squashfs-tools")
 	out := filepath.Join(t.TempDir(), "store.img")
 	code, _, stderr := runApp(t, "squashfs", "-o", out, "--toplevel", s.Top, "--comp", "zstd -Xcompression-level 6", "--mkfs-time", "1")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	b, err := exec.Command(unsq, "-l", "-d", "", out).CombinedOutput()
-	if err != nil {
-		t.Fatalf("unsquashfs: %v\n%s", err, b)
-	}
-	if !strings.Contains(string(b), "/nix-path-registration\n") || !strings.Contains(string(b), "/"+filepath.Base(s.Top)+"\n") {
-		t.Errorf("listing lacks the registration or the toplevel:\n%s", b)
+	names := check.UnsquashfsList(t, out)
+	if !slices.Contains(names, "nix-path-registration") || !slices.Contains(names, filepath.Base(s.Top)) {
+		t.Errorf("listing lacks the registration or the toplevel:\n%s", strings.Join(names, "\n"))
 	}
 
 	// The same closure given as closureInfo gives the same image.

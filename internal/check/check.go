@@ -61,17 +61,18 @@ func lines(out []byte) []string {
 	return strings.Split(s, "\n")
 }
 
-// Shellcheck runs shellcheck at style severity on the script file; shell,
-// when not empty, overrides the script's #! line (sh, bash, dash, ksh).
-func Shellcheck(t testing.TB, script, shell string) {
+// Shellcheck reports a test error unless shellcheck finds nothing, down to
+// style notes, in the script text (named name in the message); shell, when
+// not empty, overrides the script's #! line (sh, dash, bash, ksh).
+func Shellcheck(t testing.TB, name string, text []byte, shell string) {
 	t.Helper()
 	bin := testutil.Tool(t, "shellcheck", "shellcheck")
 	args := []string{"--severity=style"}
 	if shell != "" {
 		args = append(args, "--shell="+shell)
 	}
-	out, stderr, err := run("", nil, nil, bin, append(args, script)...)
+	out, stderr, err := run("", text, nil, bin, append(args, "-")...)
 	if err != nil {
-		t.Errorf("shellcheck %s: %v\n%s%s", script, err, out, stderr)
+		t.Errorf("shellcheck %s (as %s): %v\n%s%s", name, shell, err, out, stderr)
 	}
 }

@@ -212,14 +212,7 @@ func TestBootFixtureNFS(t *testing.T) {
 	f := fixtureForBoot(t)
 	Require(t)
 	root := t.TempDir()
-	store := filepath.Join(root, "nix", "store")
-	if err := os.MkdirAll(store, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cp := exec.Command("cp", append(append([]string{"-a"}, f.StorePaths(t)...), store)...)
-	if out, err := cp.CombinedOutput(); err != nil {
-		t.Fatalf("copying the closure: %v\n%s", err, out)
-	}
+	testutil.CopyStore(t, root, f.StorePaths(t))
 	reg, err := os.ReadFile(filepath.Join(f.ClosureDir, "registration"))
 	if err != nil {
 		t.Fatal(err)
