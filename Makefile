@@ -1,10 +1,12 @@
 # nbimg — build, test, demo and benchmark.
 #
-#   make demo    build the fixture system, run nbimg on it, boot the result
-#   make test    install the checkers' Debian packages (as root), build the
-#                fixture with Nix, then run every test
+#   make demo    what `make deps` does, then build nbimg and the fixture
+#                system, run `nbimg netboot` on it and boot the result in QEMU
+#   make test    what `make deps` does, then build the fixture with Nix (when
+#                nix-build exists) and run every test, QEMU boots included
 #   make bench   compare nbimg with mksquashfs (and the NixOS way) on a large
-#                corpus built from this machine's Debian packages
+#                corpus of hard links to this machine's Debian package files,
+#                made once under $BENCH_DIR (default /var/tmp/nbimg-bench)
 
 GO      ?= go
 BIN     := bin/nbimg
@@ -15,10 +17,15 @@ export NBIMG_FIXTURE := $(FIXTURE)
 
 all: build
 
+# bin/nbimg.
 build:
 	$(GO) build -o $(BIN) ./cmd/nbimg
 
-# Installs the Debian packages the checkers need (as root), or names them.
+# As root: installs the Debian packages the checkers need (apt-get) and sets
+# build-users-group and sandbox (and nix-command when no
+# experimental-features line exists) in /etc/nix/nix.conf, keeping its other
+# lines. Otherwise it only names what is missing. A failure does not stop
+# make: the tests that need a missing tool skip.
 deps:
 	@bash scripts/deps.sh || echo "continuing without them: tests that need them will skip"
 
@@ -34,12 +41,16 @@ fixture:
 test: deps fixture
 	$(GO) test -timeout 60m ./...
 
+# The tests without QEMU boots and other slow cases; nothing is installed
+# or built first.
 test-short:
 	$(GO) test -short ./...
 
+# test-short under the race detector (as CI runs it).
 test-race:
 	$(GO) test -race -short ./...
 
+# gofmt (fails listing the files), go vet, and staticcheck when installed.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -52,5 +63,6 @@ demo: deps build fixture
 bench: build
 	bash scripts/bench.sh
 
+# Removes bin/ only (not the fixture, out/ or the benchmark corpus).
 clean:
 	rm -rf bin
