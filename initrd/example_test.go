@@ -58,15 +58,17 @@ func ExampleWriter_CreateImage() {
 	}
 	// What a squashfs writer does: a placeholder superblock, the data,
 	// then the real superblock.
-	for _, step := range []func() error{
-		func() error { _, err := io.WriteString(img, "placeholder superblock"); return err },
-		func() error { _, err := io.WriteString(img, strings.Repeat("data", 100)); return err },
-		func() error { _, err := img.Seek(0, io.SeekStart); return err },
-		func() error { _, err := io.WriteString(img, "the final superblock!!"); return err },
-	} {
-		if err := step(); err != nil {
-			log.Fatal(err)
-		}
+	if _, err := io.WriteString(img, "placeholder superblock"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := io.WriteString(img, strings.Repeat("data", 100)); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := img.Seek(0, io.SeekStart); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := io.WriteString(img, "the final superblock!!"); err != nil {
+		log.Fatal(err)
 	}
 
 	res, err := w.Close()

@@ -16,12 +16,6 @@ import (
 	"github.com/nbimg/nbimg/internal/testutil"
 )
 
-// runTool runs a command with stdin in dir and returns its stdout.
-func runTool(t testing.TB, dir string, stdin []byte, name string, args ...string) []byte {
-	t.Helper()
-	return check.Run(t, dir, stdin, name, args...)
-}
-
 // toolBase makes a base initrd with GNU cpio and gzip, as a distribution
 // would: a gzip-compressed newc archive of a small tree.
 func toolBase(t testing.TB) []byte {
@@ -34,9 +28,9 @@ func toolBase(t testing.TB) []byte {
 	if err := os.WriteFile(filepath.Join(dir, "init"), []byte("#!/bin/sh\necho stage 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	list := runTool(t, dir, nil, "find", ".")
-	archive := runTool(t, dir, list, cpioTool, "--quiet", "-o", "-H", "newc")
-	return runTool(t, dir, archive, gzipTool, "-9n")
+	list := check.Run(t, dir, nil, "find", ".")
+	archive := check.Run(t, dir, list, cpioTool, "--quiet", "-o", "-H", "newc")
+	return check.Run(t, dir, archive, gzipTool, "-9n")
 }
 
 func TestToolsReadSegment(t *testing.T) {
@@ -57,13 +51,13 @@ func TestToolsReadSegment(t *testing.T) {
 			plain := seg
 			if d, ok := decompressors[c]; ok {
 				tool := testutil.Tool(t, d[0], d[1])
-				plain = runTool(t, "", seg, tool, d[2:]...)
+				plain = check.Run(t, "", seg, tool, d[2:]...)
 			}
 			if c == XZ {
 				tool := testutil.Tool(t, "xz", "xz-utils")
 				f := filepath.Join(t.TempDir(), "seg.xz")
 				testutil.NoError(t, os.WriteFile(f, seg, 0o644))
-				if info := runTool(t, "", nil, tool, "--robot", "--list", "-vv", f); !bytes.Contains(info, []byte("CRC32")) {
+				if info := check.Run(t, "", nil, tool, "--robot", "--list", "-vv", f); !bytes.Contains(info, []byte("CRC32")) {
 					t.Errorf("xz segment is not CRC32-checked:\n%s", info)
 				}
 			}
@@ -139,7 +133,7 @@ func TestToolsIdentify(t *testing.T) {
 	cpioTool := testutil.Tool(t, "cpio", "cpio")
 	dir := t.TempDir()
 	testutil.NoError(t, os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte("data "), 1000), 0o644))
-	archive := runTool(t, dir, []byte("f\n"), cpioTool, "--quiet", "-o", "-H", "newc")
+	archive := check.Run(t, dir, []byte("f\n"), cpioTool, "--quiet", "-o", "-H", "newc")
 	for _, tc := range []struct {
 		format Format
 		tool   []string // name, Debian package, arguments
@@ -155,7 +149,7 @@ func TestToolsIdentify(t *testing.T) {
 	} {
 		t.Run(string(tc.format), func(t *testing.T) {
 			tool := testutil.Tool(t, tc.tool[0], tc.tool[1])
-			z := runTool(t, "", archive, tool, append(tc.tool[2:], "-c")...)
+			z := check.Run(t, "", archive, tool, append(tc.tool[2:], "-c")...)
 			info, err := Identify(bytes.NewReader(z), int64(len(z)))
 			if err != nil || len(info.Segments) != 1 || info.Segments[0].Format != tc.format || info.Compression() != string(tc.format) {
 				t.Fatalf("alone: %v, %v", info, err)
