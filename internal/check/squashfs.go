@@ -63,7 +63,13 @@ func Sqfsdiff(t testing.TB, a, b string) {
 // EnvWith returns the process environment with the variable key set to
 // value (replacing any previous value), for Mksquashfs.
 func EnvWith(key, value string) []string {
-	env := []string{key + "=" + value}
+	return append(EnvWithout(key), key+"="+value)
+}
+
+// EnvWithout returns the process environment without the variable key
+// (mksquashfs without SOURCE_DATE_EPOCH takes times from the files).
+func EnvWithout(key string) []string {
+	env := []string{}
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, key+"=") {
 			env = append(env, e)
