@@ -14,8 +14,9 @@ import (
 	"github.com/nbimg/nbimg/nixstore/nixstoretest"
 )
 
-// recorder stands in for a test to see whether a checker fails it. Skips
-// reach the real test.
+// recorder stands in for a test to see whether a checker fails it. The
+// tests look their tools up first, so that a missing tool skips (or fails)
+// the real test rather than counting as a checker's failure.
 type recorder struct {
 	testing.TB
 	failed []string
@@ -45,6 +46,7 @@ func fails(t *testing.T, checker func(testing.TB)) bool {
 }
 
 func TestShellcheckHasTeeth(t *testing.T) {
+	testutil.Tool(t, "shellcheck", "shellcheck")
 	if fails(t, func(tb testing.TB) { check.Shellcheck(tb, "good", []byte("#!/bin/sh\necho \"$1\"\n"), "sh") }) {
 		t.Error("shellcheck rejects a clean script")
 	}
@@ -57,6 +59,7 @@ func TestArchiveCheckers(t *testing.T) {
 	dir := t.TempDir()
 	testutil.NoError(t, os.WriteFile(filepath.Join(dir, "f"), []byte("data"), 0o644))
 	cpio := testutil.Tool(t, "cpio", "cpio")
+	testutil.Tool(t, "bsdtar", "libarchive-tools")
 	archive := check.Run(t, dir, []byte("f\n"), cpio, "--quiet", "-o", "-H", "newc")
 	if got := check.CpioList(t, archive, false); !slices.Equal(got, []string{"f"}) {
 		t.Errorf("cpio -t: %q", got)
@@ -83,6 +86,9 @@ func TestArchiveCheckers(t *testing.T) {
 }
 
 func TestSquashfsCheckers(t *testing.T) {
+	testutil.Tool(t, "mksquashfs", "squashfs-tools")
+	testutil.Tool(t, "unsquashfs", "squashfs-tools")
+	testutil.Tool(t, "sqfsdiff", "squashfs-tools-ng")
 	src := t.TempDir()
 	testutil.NoError(t, os.MkdirAll(filepath.Join(src, "d"), 0o755))
 	testutil.NoError(t, os.WriteFile(filepath.Join(src, "d", "f"), []byte("one"), 0o644))
@@ -104,6 +110,7 @@ func TestSquashfsCheckers(t *testing.T) {
 }
 
 func TestDnsmasqHasTeeth(t *testing.T) {
+	testutil.Tool(t, "dnsmasq", "dnsmasq-base")
 	good := filepath.Join(t.TempDir(), "good.conf")
 	testutil.NoError(t, os.WriteFile(good, []byte("port=0\nenable-tftp\n"), 0o644))
 	check.Dnsmasq(t, good)
