@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/nbimg/nbimg/internal/atomicfile"
 	"github.com/nbimg/nbimg/squashfs"
 )
 
@@ -63,13 +64,14 @@ func pruneOutput(t *squashfs.Tree, out string) []string {
 		return nil
 	}
 	base := filepath.Base(out)
+	tmpPrefix := atomicfile.TempPrefix(out)
 	var left []string
 	var walk func(n *squashfs.Node)
 	walk = func(n *squashfs.Node) {
 		kept := n.Children[:0]
 		for _, c := range n.Children {
 			if c.Type == squashfs.TypeFile && c.HostPath != "" &&
-				(c.Name == base || strings.HasPrefix(c.Name, "."+base+".tmp-")) {
+				(c.Name == base || strings.HasPrefix(c.Name, tmpPrefix)) {
 				if st, err := os.Stat(filepath.Dir(c.HostPath)); err == nil && os.SameFile(st, dirInfo) {
 					left = append(left, c.HostPath)
 					continue

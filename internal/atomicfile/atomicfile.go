@@ -72,6 +72,17 @@ func RemoveTemporaries() {
 	}
 }
 
+// TempPrefix is how the temporary names of writes to name begin (a random
+// suffix follows): "." and name's base name, cut so that the whole stays
+// within the 255 bytes a file name may have, then ".tmp-".
+func TempPrefix(name string) string {
+	b := filepath.Base(name)
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return "." + b + ".tmp-"
+}
+
 // checkTarget refuses a target that exists as something other than want
 // (a regular file or a directory).
 func checkTarget(name string, wantDir bool) error {
@@ -114,7 +125,7 @@ func Create(name string, write func(f *os.File) error) (err error) {
 	if err := checkTarget(name, false); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	f, err := os.CreateTemp(filepath.Dir(name), TempPrefix(name))
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", name, err)
 	}
@@ -173,7 +184,7 @@ func ReplaceDir(dir string, fill func(tmp string) error) (err error) {
 	if err := checkTarget(dir, true); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	tmp, err := os.MkdirTemp(parent, TempPrefix(dir))
 	if err != nil {
 		return fmt.Errorf("output directory %s: %w", dir, err)
 	}
