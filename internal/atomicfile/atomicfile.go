@@ -127,7 +127,7 @@ func Create(name string, write func(f *os.File) error) (err error) {
 	}
 	f, err := os.CreateTemp(filepath.Dir(name), TempPrefix(name))
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", name, err)
+		return fmt.Errorf("creating %s: %w", name, withoutPath(err))
 	}
 	register(f.Name())
 	defer func() {
@@ -186,7 +186,7 @@ func ReplaceDir(dir string, fill func(tmp string) error) (err error) {
 	}
 	tmp, err := os.MkdirTemp(parent, TempPrefix(dir))
 	if err != nil {
-		return fmt.Errorf("output directory %s: %w", dir, err)
+		return fmt.Errorf("output directory %s: %w", dir, withoutPath(err))
 	}
 	register(tmp)
 	defer func() {
@@ -308,4 +308,15 @@ func nameTarget(err error, tmp, target string) error {
 		return err
 	}
 	return &targetError{msg: strings.ReplaceAll(msg, tmp, target), err: err}
+}
+
+// withoutPath drops the path from a *fs.PathError about a temporary name
+// the user never gave, keeping the operation's error ("permission
+// denied").
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -162,16 +163,29 @@ func (r Result) String() string {
 	return fmt.Sprintf("exit %d (signal %d), stderr %q", r.Code, r.Signal, r.Stderr)
 }
 
-// Start starts cmd with its output captured; Wait ends it.
+// Start starts cmd with its output captured; the function it returns
+// waits for the end.
 func Start(t testing.TB, cmd *exec.Cmd) func() Result {
+	wait, _ := StartDone(t, cmd)
+	return wait
+}
+
+// StartDone is Start with a channel closed when the process has ended.
+func StartDone(t testing.TB, cmd *exec.Cmd) (func() Result, <-chan struct{}) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan struct{})
+	var err error
+	go func() {
+		err = cmd.Wait()
+		close(done)
+	}()
 	return func() Result {
-		err := cmd.Wait()
+		<-done
 		r := Result{Stdout: out.String(), Stderr: errb.String()}
 		var ee *exec.ExitError
 		switch {
@@ -185,7 +199,7 @@ func Start(t testing.TB, cmd *exec.Cmd) func() Result {
 			t.Fatal(err)
 		}
 		return r
-	}
+	}, done
 }
 
 // Run runs cmd to its end.
@@ -309,4 +323,25 @@ func Temporaries(t testing.TB, dir string) []string {
 		}
 	}
 	return out
+}
+
+// WaitTemporary waits until a temporary of an atomic write appears in dir
+// (the work is under way) or done is closed, for at most a minute.
+func WaitTemporary(dir string, done <-chan struct{}) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if ents, err := os.ReadDir(dir); err == nil {
+			for _, e := range ents {
+				if strings.Contains(e.Name(), ".tmp-") {
+					return
+				}
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
