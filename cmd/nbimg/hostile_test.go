@@ -84,9 +84,7 @@ func checkNoTemporaries(t *testing.T, what, dir string) {
 // (the same input gives the same output, so either way the tree matches)
 // and no temporary is left.
 func TestHostileSignals(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the binary many times")
-	}
+	skipHostileInShort(t)
 	s := hostile.NewSystem(t, 6<<20)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for _, c := range hostileCommands(t) {
@@ -142,6 +140,7 @@ func TestHostileSignals(t *testing.T) {
 // namespace, gone when the run ends): the run fails with one line naming
 // the output, the previous output stays, no temporary is left.
 func TestHostileDiskFull(t *testing.T) {
+	skipHostileInShort(t)
 	unshare := testutil.Tool(t, "unshare", "util-linux")
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a tmpfs needs root")
@@ -185,6 +184,7 @@ cat "$MNT/out/old" "$MNT/out.sqfs"`
 // as -o: each is refused with exit 1 and left as it was, and so is what a
 // symlink points to.
 func TestHostileTargets(t *testing.T) {
+	skipHostileInShort(t)
 	s := hostile.NewSystem(t, 4096)
 	dir := hostile.Dir(t)
 	victim := filepath.Join(dir, "victim")
@@ -232,6 +232,7 @@ func asNobody(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 // (pi-netimage writes read-only store directories), an interrupted run,
 // an existing read-only output tree, a read-only parent directory.
 func TestHostileNonRoot(t *testing.T) {
+	skipHostileInShort(t)
 	if os.Geteuid() != 0 {
 		t.Skip("changing user needs root")
 	}
@@ -304,6 +305,7 @@ func TestHostileNonRoot(t *testing.T) {
 // of 077: files 0644 (0755 executable), directories 0755, also inside
 // kexec.tar.gz.
 func TestHostileUmask077(t *testing.T) {
+	skipHostileInShort(t)
 	s := hostile.NewSystem(t, 4096)
 	dir := hostile.Dir(t)
 	for _, c := range hostileCommands(t) {
@@ -343,6 +345,7 @@ func TestHostileUmask077(t *testing.T) {
 // TestHostileOddPaths writes to paths with a comma, a blank, a newline,
 // bytes that are not UTF-8 and a 255-byte name.
 func TestHostileOddPaths(t *testing.T) {
+	skipHostileInShort(t)
 	s := hostile.NewSystem(t, 4096)
 	dir := hostile.Dir(t)
 	names := []string{"a,b", "a b", "a\nb", "caf\xe9", strings.Repeat("n", 255), "-o", "a#b"}
@@ -385,6 +388,7 @@ func TestHostileOddPaths(t *testing.T) {
 // TestHostileFlags gives absurd flag values: each is a usage error (exit
 // 2, one line naming the flag) before anything is written.
 func TestHostileFlags(t *testing.T) {
+	skipHostileInShort(t)
 	s := hostile.NewSystem(t, 4096)
 	dir := hostile.Dir(t)
 	out := filepath.Join(dir, "out")
@@ -443,6 +447,7 @@ func TestHostileFlags(t *testing.T) {
 
 // TestHostileInputs gives inputs that are almost certainly mistakes.
 func TestHostileInputs(t *testing.T) {
+	skipHostileInShort(t)
 	s := hostile.NewSystem(t, 4096)
 	dir := hostile.Dir(t)
 	empty := filepath.Join(dir, "empty")
@@ -491,5 +496,13 @@ func TestHostileInputs(t *testing.T) {
 	}
 	if got := strings.Fields(string(list)); strings.Join(got, " ") != "/a" && !strings.HasSuffix(strings.Join(got, " "), "/a") || strings.Contains(string(list), "img.sqfs") {
 		t.Errorf("image of its own directory lists:\n%s", list)
+	}
+}
+
+// skipHostileInShort skips the group in -short runs (the race run): it
+// runs the built binary many times, which the full run does once.
+func skipHostileInShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hostile group: runs the built binary; not in -short")
 	}
 }
