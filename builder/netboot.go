@@ -66,8 +66,12 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 	if len(o.Bases) == 0 {
 		o.Bases = []string{c.HostPath(top.Initrd)}
 	}
+	kernelWarning, err := checkKernel(kernel)
+	if err != nil {
+		return nil, err
+	}
 	res := &BootResult{}
-	err := atomicfile.ReplaceDir(dir, func(tmp string) error {
+	err = atomicfile.ReplaceDir(dir, func(tmp string) error {
 		logf("kernel %s", kernel)
 		if err := copyFile(filepath.Join(tmp, t.kernelName), kernel, 0o644); err != nil {
 			return fmt.Errorf("kernel: %w", err)
@@ -85,6 +89,9 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 			return err
 		}
 		res.InitrdResult = *ir
+		if kernelWarning != "" {
+			res.Warnings = append([]string{kernelWarning}, res.Warnings...)
+		}
 		imageTime := time.Since(imageStart)
 		if err := os.WriteFile(filepath.Join(tmp, t.scriptName), t.script, t.scriptMode); err != nil {
 			return err

@@ -142,6 +142,10 @@ func PiNetImage(ctx context.Context, c *nixstore.Closure, dir string, o PiOption
 	if _, _, err := boot.Plan(); err != nil {
 		return nil, err
 	}
+	kernelWarning, err := checkKernel(kernel)
+	if err != nil {
+		return nil, err
+	}
 
 	res := &PiResult{Name: name}
 	err = atomicfile.ReplaceDir(dir, func(tmp string) error {
@@ -154,6 +158,9 @@ func PiNetImage(ctx context.Context, c *nixstore.Closure, dir string, o PiOption
 			return err
 		}
 		res.Boot = br
+		if kernelWarning != "" {
+			br.Warnings = append([]string{kernelWarning}, br.Warnings...)
+		}
 		logf("boot/: %d files, device trees from %s", len(br.Files), br.DTBSource)
 		rootDir := filepath.Join(tmp, "os", name)
 		if err := os.MkdirAll(rootDir, 0o755); err != nil {

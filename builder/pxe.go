@@ -163,6 +163,10 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 			}
 			kernel := c.HostPath(top.Kernel)
 			logf("%s: kernel %s", netboot.EntryLabel(i), kernel)
+			kernelWarning, err := checkKernel(kernel)
+			if err != nil {
+				return err
+			}
 			if err := copyFile(filepath.Join(edir, netboot.KernelName), kernel, 0o644); err != nil {
 				return fmt.Errorf("kernel: %w", err)
 			}
@@ -181,6 +185,9 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 				return fmt.Errorf("%s: %w", top.Path, err)
 			}
 			imageTime += time.Since(imageStart)
+			if kernelWarning != "" {
+				ir.Warnings = append([]string{kernelWarning}, ir.Warnings...)
+			}
 			res.Systems = append(res.Systems, *ir)
 			if i == 0 {
 				m = newManifest("pxe", o.ToolVersion, c, iopts, ir)

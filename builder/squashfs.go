@@ -52,6 +52,11 @@ func Squashfs(ctx context.Context, out string, j SquashfsJob) (squashfs.Stats, e
 	if err != nil {
 		return squashfs.Stats{}, err
 	}
+	if j.Closure == nil {
+		for _, p := range pruneOutput(tree, out) {
+			logf("leaving out %s, the output", p)
+		}
+	}
 	mkfs := tree.NewestMtime()
 	if j.MkfsTime != nil {
 		mkfs = *j.MkfsTime

@@ -68,13 +68,16 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	if text == "" {
 		text = "Network boot"
 	}
-	for _, f := range []struct{ name, v string }{{"TFTP root", d.TFTPRoot}, {"boot file", boot}, {"menu text", text}} {
-		if strings.ContainsAny(f.v, "\n\r\x00\"") {
-			return nil, fmt.Errorf("%w: %s %q has a line break, NUL or double quote", ErrBadDnsmasq, f.name, f.v)
-		}
+	root, err := DnsmasqQuote(d.TFTPRoot)
+	if err != nil {
+		return nil, fmt.Errorf("TFTP root: %w", err)
 	}
-	if strings.Contains(boot, ",") {
-		return nil, fmt.Errorf("%w: boot file %q has a comma", ErrBadDnsmasq, boot)
+	quotedText, err := dnsmasqQuoted(text)
+	if err != nil {
+		return nil, fmt.Errorf("menu text: %w", err)
+	}
+	if strings.ContainsAny(boot, ",\"\\# \t\n\r\x00") {
+		return nil, fmt.Errorf("%w: boot file %q has a comma, quote, backslash, #, blank or line break", ErrBadDnsmasq, boot)
 	}
 	var ranges []string
 	for _, n := range d.ProxyNets {
@@ -92,7 +95,7 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	b.WriteString("log-dhcp\n")
 	b.WriteString("dhcp-no-override\n")
 	b.WriteString("\nenable-tftp\n")
-	fmt.Fprintf(&b, "tftp-root=%s\n", d.TFTPRoot)
+	fmt.Fprintf(&b, "tftp-root=%s\n", root)
 	if len(ranges) == 0 {
 		b.WriteString("\n# No --proxy-net given: TFTP only. Point your DHCP server at this host\n")
 		fmt.Fprintf(&b, "# (next-server) with the boot file %s.\n", boot)
@@ -105,6 +108,49 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	// dnsmasq adds PXE's ".0" to a name without one.
 	service := strings.TrimSuffix(boot, ".0")
 	fmt.Fprintf(&b, "\n# BIOS PXE clients load %s (one service: no PXE menu).\n", boot)
-	fmt.Fprintf(&b, "pxe-service=x86PC,\"%s\",%s\n", text, service)
+	fmt.Fprintf(&b, "pxe-service=x86PC,%s,%s\n", quotedText, service)
 	return []byte(b.String()), nil
+}
+
+// DnsmasqQuote returns s as one value of a dnsmasq.conf option. A value
+// holding a comma, #, quote, backslash or blank goes in double quotes,
+// inside which dnsmasq splits on no comma, starts no comment at # and keeps
+// blanks, with backslash and double quote escaped and a tab written \t;
+// any other value is returned as it is. A line break, NUL or other control
+// character cannot be written and is refused.
+func DnsmasqQuote(s string) (string, error) {
+	if s != "" && !strings.ContainsAny(s, ",#\"\\ \t") && !hasControl(s) {
+		return s, nil
+	}
+	return dnsmasqQuoted(s)
+}
+
+// dnsmasqQuoted returns s in double quotes, as DnsmasqQuote describes.
+func dnsmasqQuoted(s string) (string, error) {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == '"':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c < 0x20 || c == 0x7f:
+			return "", fmt.Errorf("%w: %q has a line break or control character, which dnsmasq.conf cannot hold", ErrBadDnsmasq, s)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }

@@ -225,9 +225,44 @@ func TestParseProxyNet(t *testing.T) {
 			t.Errorf("ParseProxyNet(%q): err = %v", in, err)
 		}
 	}
-	for _, d := range []Dnsmasq{{TFTPRoot: "tftp"}, {TFTPRoot: "/a\nb"}, {TFTPRoot: "/a", MenuText: `x"y`}, {TFTPRoot: "/a", ProxyNets: []string{"x"}}} {
+	for _, d := range []Dnsmasq{{TFTPRoot: "tftp"}, {TFTPRoot: "/a\nb"}, {TFTPRoot: "/a", MenuText: "x\ny"}, {TFTPRoot: "/a", ProxyNets: []string{"x"}}} {
 		if _, err := d.Config(); !errors.Is(err, ErrBadDnsmasq) {
 			t.Errorf("%+v: err = %v", d, err)
 		}
+	}
+}
+
+// TestDnsmasqOddTFTPRoots starts dnsmasq on configurations whose TFTP root
+// holds the characters dnsmasq splits on, comments at or strips, and checks
+// that it serves exactly that directory.
+func TestDnsmasqOddTFTPRoots(t *testing.T) {
+	base := t.TempDir()
+	for _, name := range []string{"a,b", "a #b", `a\b`, `a"b`, "a\tb", "trailing ", " leading", "a'b", "caf\xe9", "plain"} {
+		dir := filepath.Join(base, name, "tftp")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		text, err := Dnsmasq{TFTPRoot: dir, MenuText: "a, #b \"c\""}.Config()
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		conf := filepath.Join(t.TempDir(), "dnsmasq.conf")
+		if err := os.WriteFile(conf, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		testutil.CheckDnsmasq(t, conf)
+		got, log := testutil.DnsmasqTFTPRoot(t, conf)
+		if !strings.HasPrefix(got, dir+" ") && got != dir {
+			t.Errorf("%q: dnsmasq serves %q, want %q\n%s\n%s", name, got, dir, text, log)
+		}
+	}
+	// Negative control: the same root written bare is read wrongly.
+	dir := filepath.Join(base, "a,b", "tftp")
+	conf := filepath.Join(t.TempDir(), "bare.conf")
+	if err := os.WriteFile(conf, []byte("port=0\nenable-tftp\ntftp-root="+dir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := testutil.DnsmasqTFTPRoot(t, conf); strings.HasPrefix(got, dir) {
+		t.Errorf("a bare root with a comma is served as %q: the check proves nothing", got)
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"unicode"
 
 	"github.com/nbimg/nbimg/cmdline"
+	"github.com/nbimg/nbimg/netboot"
 )
 
 // Errors for settings that cannot go in the written files.
@@ -287,8 +288,9 @@ func (d Dnsmasq) Text() ([]byte, error) {
 	if !path.IsAbs(d.TFTPRoot) {
 		return nil, fmt.Errorf("%w: TFTP root %q is not an absolute path", ErrBadText, d.TFTPRoot)
 	}
-	if strings.ContainsAny(d.TFTPRoot, "\n\r\x00") {
-		return nil, fmt.Errorf("%w: TFTP root %q has a line break or NUL", ErrBadText, d.TFTPRoot)
+	root, err := netboot.DnsmasqQuote(d.TFTPRoot)
+	if err != nil {
+		return nil, fmt.Errorf("%w: TFTP root: %w", ErrBadText, err)
 	}
 	for _, r := range d.ProxyRanges {
 		if !strings.Contains(r, ",proxy") || strings.ContainsAny(r, " \t\n\r\x00") {
@@ -302,7 +304,7 @@ func (d Dnsmasq) Text() ([]byte, error) {
 	b.WriteString("\n# No DNS.\nport=0\n")
 	b.WriteString("log-dhcp\n")
 	b.WriteString("\nenable-tftp\n")
-	fmt.Fprintf(&b, "tftp-root=%s\n", d.TFTPRoot)
+	fmt.Fprintf(&b, "tftp-root=%s\n", root)
 	if len(d.ProxyRanges) == 0 {
 		b.WriteString("\n# No --proxy-net given: TFTP only. Have your DHCP server send this host as\n")
 		b.WriteString("# the TFTP server (option 66) and \"Raspberry Pi Boot\" in option 43.\n")

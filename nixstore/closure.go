@@ -108,6 +108,10 @@ type Input struct {
 // given.
 var ErrNoInput = errors.New("nixstore: no closure given: pass --closure (a closureInfo directory or registration file) or --toplevel (a NixOS system)")
 
+// ErrEmptyRegistration is wrapped by the error about a registration file
+// that lists no store path (a closure is never empty).
+var ErrEmptyRegistration = errors.New("nixstore: the registration lists no store paths")
+
 // ErrMissingPath is wrapped by errors about a listed store path that is not
 // on disk.
 var ErrMissingPath = errors.New("nixstore: store path missing on disk")
@@ -173,7 +177,25 @@ func Load(ctx context.Context, in Input) (*Closure, error) {
 			return nil, err
 		}
 		if _, ok := c.Lookup(t.Path); !ok {
+			// A toplevel given as a store path that is a symlink to the
+			// system: a closure of the system itself will do.
+			if target, err := resolveLogical(t.Path, root); err == nil && target != t.Path {
+				if t2, err := ReadToplevel(target, root); err == nil {
+					if _, ok := c.Lookup(t2.Path); ok {
+						t = t2
+					}
+				}
+			}
+		}
+		if _, ok := c.Lookup(t.Path); !ok {
 			return nil, fmt.Errorf("toplevel %s is not in the closure %s: pass the closureInfo of this system", t.Path, in.Closure)
+		}
+		// The booted system runs init from the image: its store path
+		// must be there, whatever the closure file says.
+		if sp := storePathOf(t.Init, c.StoreDir); sp == "" {
+			return nil, fmt.Errorf("toplevel %s: init leads to %s, outside the store", t.Path, t.Init)
+		} else if _, ok := c.Lookup(sp); !ok {
+			return nil, fmt.Errorf("toplevel %s: its init %s is not in the closure %s: the booted system would not find it", t.Path, sp, in.Closure)
 		}
 		c.Toplevel = t
 	}
@@ -223,6 +245,9 @@ func loadClosureInfo(p, root string) (*Closure, map[string]int, string, error) {
 	entries, err := parseRegistration(f, regFile)
 	if err != nil {
 		return nil, nil, "", err
+	}
+	if len(entries) == 0 {
+		return nil, nil, "", &RegistrationError{File: regFile, Err: ErrEmptyRegistration}
 	}
 	c := &Closure{StoreDir: DefaultStoreDir, StoreRoot: root, Paths: make([]PathInfo, len(entries))}
 	lines := make(map[string]int, len(entries))

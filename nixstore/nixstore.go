@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // errNoNixStore means nix-store is not installed or not usable here.
@@ -66,6 +67,9 @@ func runNixStore(ctx context.Context, prog string, args []string) ([]byte, error
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Stderr = &stderr
+	// On cancellation the child is killed; do not wait long for children
+	// of its own that still hold its output open.
+	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.Output()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -107,6 +107,15 @@ func resolveToStore(p, storeDir, storeRoot string) (string, error) {
 			}
 		}
 		if strings.HasPrefix(p, storeDir+"/") {
+			// A store path that is itself a symlink is a store path of its
+			// own, kept as it is (Nix keeps the link and, as a
+			// reference, its target).
+			if storePathOf(p, storeDir) == p {
+				if _, err := os.Lstat(hostJoin(storeRoot, p)); err != nil {
+					return "", fmt.Errorf("%s: %w", orig, err)
+				}
+				return p, nil
+			}
 			r, err := resolveLogical(p, storeRoot)
 			if err != nil {
 				return "", fmt.Errorf("%s: %w", orig, err)

@@ -77,6 +77,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "timings", Usage: "record wall-clock timings in manifest.json (which then differs between builds)"},
 			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile to `FILE` (for go tool pprof)", TakesFile: true},
 		},
+		// An argument that names no command is a usage error (urfave/cli
+		// would print a help lookup failure).
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Before: startProfile,
 		After:  stopProfile,
 		// Errors are printed once by run; keep urfave from printing or exiting.
@@ -159,33 +167,30 @@ func stopProfile(c *cli.Context) error {
 }
 
 // run executes the app and maps its outcome to an exit code, printing one
-// line on stderr on failure.
+// line on stderr on failure. The code follows the error's type: a
+// usageError is 2, a cancelled context (an interrupt) 130, anything else 1.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
-	msg := strings.TrimSpace(err.Error())
-	fmt.Fprintf(stderr, "nbimg: %s\n", msg)
 	var ue usageError
 	switch {
-	case errors.As(err, &ue) || isCLIUsage(msg):
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "nbimg: %s\n", strings.TrimSpace(err.Error()))
 		fmt.Fprintln(stderr, "Run 'nbimg --help' or 'nbimg COMMAND --help' for usage.")
 		return exitUsage
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+		// The work stopped because of the interrupt; whatever error it
+		// unwound with says less than that.
+		msg := "interrupted"
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			msg = cause.Error()
+		}
+		fmt.Fprintf(stderr, "nbimg: %s\n", msg)
 		return exitSignal
 	}
+	fmt.Fprintf(stderr, "nbimg: %s\n", strings.TrimSpace(err.Error()))
 	return exitFailure
-}
-
-// isCLIUsage recognises the parse errors urfave/cli returns without calling
-// OnUsageError (unknown command, missing required flag).
-func isCLIUsage(msg string) bool {
-	for _, p := range []string{"flag provided but not defined", "Required flag", "Required flags", "No help topic", "invalid value"} {
-		if strings.Contains(msg, p) {
-			return true
-		}
-	}
-	return false
 }

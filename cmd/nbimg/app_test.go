@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -72,5 +73,29 @@ func TestBadFlagValueIsOneLine(t *testing.T) {
 	}
 	if out != "" || !strings.Contains(errOut, "mkfs-time") {
 		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+}
+
+// TestExitCodeByTypeNotText: a work error whose text holds words urfave
+// uses for usage errors is still a work error (exit 1).
+func TestExitCodeByTypeNotText(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"invalid value", "Required flag", "flag provided but not defined"} {
+		code, _, errOut := runApp(t, "squashfs", "-o", dir+"/out", dir+"/"+name)
+		if code != exitFailure || !strings.Contains(errOut, name) {
+			t.Errorf("%q: exit %d, stderr %q", name, code, errOut)
+		}
+	}
+}
+
+// TestInterruptSaysSo: a run cancelled by a signal says "interrupted",
+// not "context canceled", and exits 130.
+func TestInterruptSaysSo(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(interruptedError{syscall.SIGHUP})
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"nbimg", "squashfs", "-o", t.TempDir() + "/out", t.TempDir()}, &out, &errb)
+	if code != exitSignal || errb.String() != "nbimg: interrupted (hangup)\n" {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }

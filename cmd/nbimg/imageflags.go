@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -82,6 +83,16 @@ func compressor(c *cli.Context, def string) (squashfs.Compressor, error) {
 	return comp, nil
 }
 
+// checkCompressor checks --comp against the block size with the squashfs
+// writer's own rules (planning an empty tree), so a spec the writer would
+// refuse later (xz -Xdict-size 50%) is a usage error before any work.
+func checkCompressor(o squashfs.Options) error {
+	if _, err := squashfs.NewPlan(context.Background(), squashfs.NewTree(), o); err != nil {
+		return usageErrorf("--comp %q: %v", o.Compressor.String(), err)
+	}
+	return nil
+}
+
 // storeImageOptionsFromFlags builds the store image writer and the initrd
 // options of the commands declared with storeImageFlags.
 func storeImageOptionsFromFlags(c *cli.Context, u *ui) (builder.InitrdOptions, error) {
@@ -100,6 +111,9 @@ func storeImageOptionsFromFlags(c *cli.Context, u *ui) (builder.InitrdOptions, e
 	}
 	if t != nil {
 		img.MkfsTime = time.Unix(*t, 0).UTC()
+	}
+	if err := checkCompressor(img); err != nil {
+		return builder.InitrdOptions{}, err
 	}
 	img.Progress = imageProgress(u, "image: ")
 	segComp, err := initrd.ParseCompression(c.String("compress"))

@@ -85,6 +85,9 @@ func runSquashfs(c *cli.Context) error {
 	if opts.Processors, err = processors(c); err != nil {
 		return err
 	}
+	if err := checkCompressor(opts); err != nil {
+		return err
+	}
 	opts.AllRoot = opts.AllRoot || c.Bool("all-root")
 	opts.NoFragments = c.Bool("no-fragments")
 	opts.NoDuplicates = c.Bool("no-duplicates")

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -26,7 +25,7 @@ type ui struct {
 
 func newUI(c *cli.Context) *ui {
 	u := &ui{w: c.App.ErrWriter, quiet: c.Bool("quiet"), verbose: c.Bool("verbose")}
-	if f, ok := u.w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if f, ok := u.w.(interface{ Fd() uintptr }); ok && term.IsTerminal(int(f.Fd())) {
 		u.terminal = true
 	}
 	return u

@@ -28,6 +28,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -36,13 +37,16 @@ import (
 var ErrNotRegular = errors.New("not a regular file or directory; nbimg replaces only those")
 
 var (
-	mu      sync.Mutex
-	pending = map[string]bool{}
+	mu sync.Mutex
+	// pending maps each temporary path to what RemoveTemporaries does
+	// with it: nil removes it; otherwise the function is called (a
+	// previous output moved aside is put back).
+	pending = map[string]func(){}
 )
 
 func register(p string) {
 	mu.Lock()
-	pending[p] = true
+	pending[p] = nil
 	mu.Unlock()
 }
 
@@ -58,10 +62,25 @@ func unregister(p string) {
 func RemoveTemporaries() {
 	mu.Lock()
 	defer mu.Unlock()
-	for p := range pending {
-		_ = RemoveAll(p)
+	for p, f := range pending {
+		if f != nil {
+			f()
+		} else {
+			_ = RemoveAll(p)
+		}
 		delete(pending, p)
 	}
+}
+
+// TempPrefix is how the temporary names of writes to name begin (a random
+// suffix follows): "." and name's base name, cut so that the whole stays
+// within the 255 bytes a file name may have, then ".tmp-".
+func TempPrefix(name string) string {
+	b := filepath.Base(name)
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return "." + b + ".tmp-"
 }
 
 // checkTarget refuses a target that exists as something other than want
@@ -106,9 +125,9 @@ func Create(name string, write func(f *os.File) error) (err error) {
 	if err := checkTarget(name, false); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
+	f, err := os.CreateTemp(filepath.Dir(name), TempPrefix(name))
 	if err != nil {
-		return fmt.Errorf("creating %s: %w", name, err)
+		return fmt.Errorf("creating %s: %w", name, withoutPath(err))
 	}
 	register(f.Name())
 	defer func() {
@@ -119,7 +138,7 @@ func Create(name string, write func(f *os.File) error) (err error) {
 		unregister(f.Name())
 	}()
 	if err := write(f); err != nil {
-		return err
+		return nameTarget(err, f.Name(), name)
 	}
 	if err := f.Chmod(0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
@@ -165,9 +184,9 @@ func ReplaceDir(dir string, fill func(tmp string) error) (err error) {
 	if err := checkTarget(dir, true); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	tmp, err := os.MkdirTemp(parent, TempPrefix(dir))
 	if err != nil {
-		return fmt.Errorf("output directory %s: %w", dir, err)
+		return fmt.Errorf("output directory %s: %w", dir, withoutPath(err))
 	}
 	register(tmp)
 	defer func() {
@@ -177,27 +196,44 @@ func ReplaceDir(dir string, fill func(tmp string) error) (err error) {
 		unregister(tmp)
 	}()
 	if err := fill(tmp); err != nil {
-		return err
+		return nameTarget(err, tmp, dir)
 	}
 	if err := shareModes(tmp); err != nil {
 		return fmt.Errorf("output directory %s: %w", dir, err)
 	}
+	// The swap holds mu, so RemoveTemporaries (a second interrupt) sees
+	// the old tree either still at dir or moved aside with a way back.
+	mu.Lock()
 	var old string
 	if _, err := os.Lstat(dir); err == nil {
 		old = tmp + ".old"
-		register(old)
-		defer unregister(old)
 		if err := os.Rename(dir, old); err != nil {
+			mu.Unlock()
 			return fmt.Errorf("replacing %s: %w", dir, err)
 		}
+		pending[old] = func() {
+			// Put the previous output back unless the new one is in place.
+			if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+				_ = os.Rename(old, dir)
+			} else {
+				_ = RemoveAll(old)
+			}
+		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
+		mu.Unlock()
 		return fmt.Errorf("output directory %s: %w", dir, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if old != "" {
 			_ = os.Rename(old, dir)
+			delete(pending, old)
 		}
+		mu.Unlock()
 		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	mu.Unlock()
+	if old != "" {
+		defer unregister(old)
 	}
 	if old != "" {
 		if err := RemoveAll(old); err != nil {
@@ -251,4 +287,36 @@ func RemoveAll(p string) error {
 		return nil
 	})
 	return os.RemoveAll(p)
+}
+
+// targetError is an error whose text names the target where the original
+// named the temporary path; it unwraps to the original.
+type targetError struct {
+	msg string
+	err error
+}
+
+func (e *targetError) Error() string { return e.msg }
+func (e *targetError) Unwrap() error { return e.err }
+
+// nameTarget rewrites err so that it names target, which the user gave,
+// instead of the temporary path tmp (a write error from the file system
+// names the file it was writing).
+func nameTarget(err error, tmp, target string) error {
+	msg := err.Error()
+	if !strings.Contains(msg, tmp) {
+		return err
+	}
+	return &targetError{msg: strings.ReplaceAll(msg, tmp, target), err: err}
+}
+
+// withoutPath drops the path from a *fs.PathError about a temporary name
+// the user never gave, keeping the operation's error ("permission
+// denied").
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
