@@ -237,6 +237,9 @@ func (t *tables) writeInode(ino *inode) error {
 		if f.size > 0 {
 			pf = t.files[f.id]
 		}
+		if f.blocksFrom != nil {
+			pf = t.files[f.blocksFrom.id]
+		}
 		frag, fragAt := uint32(noFragment), uint32(0)
 		if f.frag >= 0 {
 			frag, fragAt = uint32(f.frag), uint32(f.fragAt)
