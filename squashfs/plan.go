@@ -198,7 +198,11 @@ func NewPlan(ctx context.Context, t *Tree, opts Options) (*Plan, error) {
 		return nil, err
 	}
 	if p.stats.XattrFiles > 0 {
-		p.warn(fmt.Sprintf("%s (and %d more paths) has extended attributes: the image does not carry them", p.stats.XattrExample, p.stats.XattrFiles-1))
+		more := ""
+		if n := p.stats.XattrFiles - 1; n > 0 {
+			more = fmt.Sprintf(" (and %d more paths)", n)
+		}
+		p.warn(fmt.Sprintf("%s%s has extended attributes: the image does not carry them", p.stats.XattrExample, more))
 	}
 	if err := p.lookupUnits(ctx); err != nil {
 		return nil, err

@@ -129,7 +129,7 @@ func (iw *writer) writeTables(out *countWriter, enc encoder) ([]byte, error) {
 	} else {
 		flags |= flagAlwaysFrags
 	}
-	if p.comp.kind() == "none" {
+	if _, none := p.comp.codec().(noneCodec); none {
 		// As mksquashfs -noI -noId -noD -noF -noX records it.
 		flags |= flagNoInodeComp | flagNoDataComp | flagNoFragComp | flagNoXattrComp
 	}
