@@ -42,6 +42,7 @@ func storeImageFlags() []cli.Flag {
 		processorsFlag("compress"),
 		&cli.Int64Flag{Name: "mkfs-time", Usage: "image time, `SECONDS` since 1970 (default: SOURCE_DATE_EPOCH, else derived from the input)"},
 		&cli.StringFlag{Name: "compress", Value: "none", Usage: "compression of the appended initrd segment: none, zstd, gzip or xz"},
+		cacheFlag(),
 	}
 }
 
@@ -102,6 +103,9 @@ func storeImageOptionsFromFlags(c *cli.Context, u *ui) (builder.InitrdOptions, e
 		img.MkfsTime = time.Unix(*t, 0).UTC()
 	}
 	img.Progress = imageProgress(u, "image: ")
+	if err := useCache(c, u, &img); err != nil {
+		return builder.InitrdOptions{}, err
+	}
 	segComp, err := initrd.ParseCompression(c.String("compress"))
 	if err != nil {
 		return builder.InitrdOptions{}, usageErrorf("--compress: %v", err)
