@@ -4,9 +4,11 @@
 // store paths instead of reading and compressing them again.
 //
 // Each entry is one file, DIR/v1/KK/KEY, holding a header (format and
-// key), the payload, and the sha256 of both. Get checks all of it before
-// an entry is used: a damaged, truncated or foreign entry is reported as
-// such, and the writer that gets that answer writes the entry anew.
+// key), the payload, and the sha256 of both. Get checks the header and the
+// length, Entry.Verify the checksum (the squashfs writer verifies an entry
+// before it uses its data): a damaged, truncated or foreign entry is
+// reported as such, and the writer that gets that answer writes the entry
+// anew.
 // Entries are written to a temporary file in the same directory and
 // renamed into place, so builds sharing a directory (two CI jobs) never
 // see half an entry and may write the same entry at once; names are the
@@ -103,10 +105,27 @@ func (d *Dir) path(key string) (string, error) {
 	return filepath.Join(d.root, key[:2], key), nil
 }
 
-// Entry is an entry whose checksum has been verified.
+// Entry is an entry whose header has been checked.
 type Entry struct {
 	f    *os.File
 	size int64
+}
+
+// Verify checks the entry's checksum, reading all of it.
+func (e *Entry) Verify() error {
+	h := sha256.New()
+	end := int64(header) + e.size
+	if _, err := io.Copy(h, io.NewSectionReader(e.f, 0, end)); err != nil {
+		return fmt.Errorf("%w %s: %v", ErrDamaged, e.f.Name(), err)
+	}
+	sum := make([]byte, trailer)
+	if _, err := e.f.ReadAt(sum, end); err != nil {
+		return fmt.Errorf("%w %s: %v", ErrDamaged, e.f.Name(), err)
+	}
+	if !bytes.Equal(sum, h.Sum(nil)) {
+		return fmt.Errorf("%w %s: checksum mismatch", ErrDamaged, e.f.Name())
+	}
+	return nil
 }
 
 // ReadAt reads the payload.
@@ -130,9 +149,10 @@ func (e *Entry) Size() int64 { return e.size }
 // Close closes the entry.
 func (e *Entry) Close() error { return e.f.Close() }
 
-// Get opens the entry stored under key and verifies it. It returns an
-// error wrapping fs.ErrNotExist when there is none, and one wrapping
-// ErrDamaged when the file is not a whole entry for key.
+// Get opens the entry stored under key and checks its header and length
+// (Verify checks the rest). It returns an error wrapping fs.ErrNotExist
+// when there is none, and one wrapping ErrDamaged when the file is not an
+// entry for key.
 func (d *Dir) Get(key string) (squashfs.CacheEntry, error) {
 	p, err := d.path(key)
 	if err != nil {
@@ -142,7 +162,7 @@ func (d *Dir) Get(key string) (squashfs.CacheEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	e, err := verify(f, key)
+	e, err := checkHeader(f, key)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%w %s: %v", ErrDamaged, p, err)
@@ -153,7 +173,7 @@ func (d *Dir) Get(key string) (squashfs.CacheEntry, error) {
 	return e, nil
 }
 
-func verify(f *os.File, key string) (*Entry, error) {
+func checkHeader(f *os.File, key string) (*Entry, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -161,10 +181,6 @@ func verify(f *os.File, key string) (*Entry, error) {
 	size := st.Size()
 	if size < int64(header+trailer) {
 		return nil, fmt.Errorf("%d bytes, too short", size)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size-trailer)); err != nil {
-		return nil, err
 	}
 	hd := make([]byte, header)
 	if _, err := f.ReadAt(hd, 0); err != nil {
@@ -175,13 +191,6 @@ func verify(f *os.File, key string) (*Entry, error) {
 	}
 	if string(hd[len(magic):]) != key {
 		return nil, fmt.Errorf("an entry for key %.16s…", hd[len(magic):])
-	}
-	sum := make([]byte, trailer)
-	if _, err := f.ReadAt(sum, size-trailer); err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(sum, h.Sum(nil)) {
-		return nil, errors.New("checksum mismatch")
 	}
 	return &Entry{f: f, size: size - int64(header+trailer)}, nil
 }

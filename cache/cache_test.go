@@ -44,6 +44,9 @@ func get(t *testing.T, d *cache.Dir, k string) ([]byte, error) {
 		return nil, err
 	}
 	defer e.Close()
+	if err := e.Verify(); err != nil {
+		return nil, err
+	}
 	b := make([]byte, e.Size())
 	if _, err := e.ReadAt(b, 0); err != nil {
 		t.Fatal(err)
@@ -146,6 +149,13 @@ func TestDamagedEntries(t *testing.T) {
 		}
 		if _, err := get(t, d, k); !errors.Is(err, cache.ErrDamaged) {
 			t.Errorf("damage %d: %v, want ErrDamaged", i, err)
+		}
+		if i == 2 { // only the checksum tells
+			if e, err := d.Get(k); err != nil {
+				t.Errorf("damage %d: Get checks more than the header: %v", i, err)
+			} else {
+				e.Close()
+			}
 		}
 		put(t, d, k, payload) // rewritten
 		if got, err := get(t, d, k); err != nil || !bytes.Equal(got, payload) {

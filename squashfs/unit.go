@@ -20,9 +20,11 @@ import (
 // (the unit's name and file list, the compressor and its implementation,
 // the block size and this package's layout version).
 type Cache interface {
-	// Get returns the entry stored under key, its integrity checked. An
+	// Get returns the entry stored under key, its header checked. An
 	// error wrapping fs.ErrNotExist means there is none; any other error
-	// is a damaged entry, which the writer ignores (and replaces).
+	// is a damaged entry, which the writer ignores (and replaces). The
+	// writer reads an entry's table from an entry it got, and calls
+	// Verify before it uses any of its data.
 	Get(key string) (CacheEntry, error)
 	// Put starts writing the entry for key; nothing is visible before
 	// Commit. Put fails for a cache that cannot be written.
@@ -33,6 +35,8 @@ type Cache interface {
 type CacheEntry interface {
 	io.ReaderAt
 	Size() int64
+	// Verify checks the whole entry against its checksum.
+	Verify() error
 	Close() error
 }
 
@@ -91,7 +95,8 @@ func (p *Plan) warn(msg string) {
 
 // lookupUnits computes the units' keys and, with a cache, reads the
 // tables of the entries it holds; their files' hashes are then known
-// without reading the files.
+// without reading the files. The entries are verified when they are used
+// (reopenEntry), so that each is read once more only.
 func (p *Plan) lookupUnits(ctx context.Context) error {
 	for _, u := range p.units {
 		u.key = p.unitKey(u)
@@ -135,11 +140,15 @@ func (p *Plan) openEntry(u *unitPlan) (CacheEntry, *unitEntry, error) {
 	return e, t, nil
 }
 
-// reopenEntry gets u's entry again while writing and checks that it is
-// the one planned with.
+// reopenEntry gets u's entry again while writing, verifies it and checks
+// that it is the one planned with.
 func (p *Plan) reopenEntry(u *unitPlan) (CacheEntry, error) {
 	e, t, err := p.openEntry(u)
 	if err != nil {
+		return nil, err
+	}
+	if err := e.Verify(); err != nil {
+		e.Close()
 		return nil, err
 	}
 	same := slices.Equal(t.words, u.entry.words) && slices.EqualFunc(t.hashes, u.entry.hashes, bytes.Equal)
