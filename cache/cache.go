@@ -76,7 +76,7 @@ func Open(dir string) (*Dir, error) {
 	}
 	d := &Dir{root: filepath.Join(dir, version)}
 	if err := os.MkdirAll(d.root, 0o755); err != nil {
-		if _, serr := os.Stat(dir); serr != nil {
+		if st, serr := os.Stat(dir); serr != nil || !st.IsDir() {
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 		d.readOnly = true

@@ -104,6 +104,14 @@ func TestPutGet(t *testing.T) {
 	if _, err := d.Put("../../x"); err == nil {
 		t.Error("a key that is a path was accepted")
 	}
+	// A file is not a cache directory.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Open(file); err == nil {
+		t.Error("a file was opened as a cache directory")
+	}
 }
 
 func TestDamagedEntries(t *testing.T) {

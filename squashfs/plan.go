@@ -56,7 +56,8 @@ type Options struct {
 
 	// Warn, when set, receives warnings, each a line without a newline:
 	// input that the image cannot carry (extended attributes, reported once
-	// with the first file that has them) and cache trouble.
+	// with the first file that has them) and cache trouble. It is called
+	// from one goroutine at a time.
 	Warn func(string)
 }
 

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Cache stores the compressed data of units between builds; package
@@ -79,13 +81,34 @@ type unitEntry struct {
 // unitKey names everything the unit's data area depends on.
 func (p *Plan) unitKey(u *unitPlan) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%q\n%s\n%s\nblock %d fragments %t duplicates %t hardlinks %t\n", unitLayout, u.name,
-		p.comp.String(), p.comp.EncoderName(), p.blockSize, !p.opts.NoFragments, !p.opts.NoDuplicates, !p.opts.NoHardlinks)
+	fmt.Fprintf(h, "%s\n%q\n%s\n%s\n%s\nblock %d fragments %t duplicates %t hardlinks %t\n", unitLayout, u.name,
+		p.comp.String(), p.comp.EncoderName(), encoderModules(), p.blockSize, !p.opts.NoFragments, !p.opts.NoDuplicates, !p.opts.NoHardlinks)
 	for _, ino := range u.inodes {
 		fmt.Fprintf(h, "%q %d\n", strings.TrimPrefix(ino.path, u.path), ino.data.size)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// encoderModules names the versions of the compression modules this
+// program was built with, so that entries written by another version of
+// an encoder (whose bytes may differ) are not used.
+var encoderModules = sync.OnceValue(func() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "no build information"
+	}
+	var b strings.Builder
+	for _, m := range bi.Deps {
+		switch m.Path {
+		case "github.com/DataDog/zstd", "github.com/klauspost/compress", "github.com/ulikunitz/xz":
+			if m.Replace != nil {
+				m = m.Replace
+			}
+			fmt.Fprintf(&b, "%s@%s %s;", m.Path, m.Version, m.Sum)
+		}
+	}
+	return b.String()
+})
 
 func (p *Plan) warn(msg string) {
 	if p.opts.Warn != nil {

@@ -202,7 +202,7 @@ type job struct {
 	start, end *unitPlan // a unit's start or end (no block)
 	record     bool      // start: store the unit in the cache
 	hit        bool      // start: the unit comes from the cache
-	damaged    bool      // start: its planned entry turned out damaged
+	damaged    string    // start: why its planned entry cannot be used
 	cacheOnly  bool      // the block goes into the cache entry only
 	pre        bool      // out is the stored form from the cache, word its size
 	word       uint32
@@ -280,7 +280,7 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 					cancel()
 				}
 			}
-			j.start, j.end, j.record, j.hit, j.damaged, j.cacheOnly, j.pre = nil, nil, false, false, false, false, false
+			j.start, j.end, j.record, j.hit, j.damaged, j.cacheOnly, j.pre = nil, nil, false, false, "", false, false
 			j.buf, j.out = j.buf[:0], j.out[:0]
 			pool <- j
 		}
@@ -393,8 +393,9 @@ func (iw *writer) place(out *countWriter, j *job, prog *Progress) error {
 // startUnit counts a unit and, when asked to, starts its cache entry.
 func (iw *writer) startUnit(j *job) {
 	u := j.start
-	if j.damaged {
+	if j.damaged != "" {
 		iw.stats.CacheDamaged++
+		iw.p.warn(j.damaged)
 	}
 	if j.hit {
 		iw.stats.CacheHits++
@@ -503,14 +504,13 @@ func (iw *writer) read(ctx context.Context, pool <-chan *job, jobs chan<- *job) 
 		case it.start != nil:
 			u := it.start
 			unit, hit, words, record = u, nil, 0, p.opts.Cache != nil
-			damaged := false
+			damaged := "" // warned about by the writer, which makes every warning of Write
 			if u.entry != nil {
 				e, err := p.reopenEntry(u)
 				if err == nil {
 					hit, record = e, false
 				} else {
-					damaged = true
-					p.warn(fmt.Sprintf("cache entry of %s ignored, compressing the store path: %v", u.path, err))
+					damaged = fmt.Sprintf("cache entry of %s ignored, compressing it: %v", u.path, err)
 				}
 			}
 			j, err := get()
