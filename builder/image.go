@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -41,6 +42,22 @@ type ImageInfo struct {
 	Squashfs *squashfs.Stats
 }
 
+// CacheSummary describes what the rebuild cache did for an image, or is
+// "" when no cache was used.
+func CacheSummary(st squashfs.Stats) string {
+	if st.CacheHits+st.CacheMisses == 0 {
+		return ""
+	}
+	s := fmt.Sprintf("cache: %d of %d store paths reused (%s of files; %s read from the cache), %d compressed, %d entries stored",
+		st.CacheHits, st.Units, byteCount(st.CacheReusedBytes), byteCount(st.CacheReadBytes), st.CacheMisses, st.CacheStored)
+	if st.CacheDamaged > 0 {
+		s += fmt.Sprintf(", %d damaged entries ignored", st.CacheDamaged)
+	}
+	return s
+}
+
+func byteCount(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
 // SquashfsImage writes a store image as NixOS's make-squashfs.nix does with
 // mksquashfs (see StoreImageOptions, StoreTree).
 type SquashfsImage struct {
@@ -57,7 +74,7 @@ func (s SquashfsImage) Settings() ImageSettings {
 	if st.BlockSize == 0 {
 		st.BlockSize = squashfs.DefaultBlockSize
 	}
-	if o.Compressor.Kind == "" || o.Compressor.Kind == "zstd" {
+	if o.Compressor.IsZstd() {
 		st.Encoder = o.Compressor.EncoderName()
 	}
 	st.Description = "squashfs, " + st.Compressor

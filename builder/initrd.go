@@ -175,6 +175,11 @@ func WriteInitrd(ctx context.Context, out *os.File, c *nixstore.Closure, o Initr
 			w.Abort()
 			return nil, err
 		}
+		if st := res.Image.Squashfs; st != nil {
+			if s := CacheSummary(*st); s != "" {
+				logf("%s", s)
+			}
+		}
 	}
 	if res.Initrd, err = w.CloseContext(ctx); err != nil {
 		return nil, err

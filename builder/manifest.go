@@ -30,6 +30,32 @@ type Manifest struct {
 	Entries []ManifestEntry `json:"entries,omitempty"`
 	// Pi describes a Raspberry Pi network image (pi-netimage).
 	Pi *ManifestPi `json:"pi,omitempty"`
+	// Cache says what the rebuild cache did, when one was used. Like
+	// Timings it differs between builds of the same input (a cold and a
+	// warm cache); the outputs do not.
+	Cache *ManifestCache `json:"cache,omitempty"`
+}
+
+// ManifestCache describes the rebuild cache's part in a store image.
+type ManifestCache struct {
+	StorePaths  int   `json:"store_paths"`  // store paths with file data
+	Hits        int   `json:"hits"`         // copied from the cache
+	Misses      int   `json:"misses"`       // compressed
+	ReusedBytes int64 `json:"reused_bytes"` // file bytes of the hits
+	ReadBytes   int64 `json:"read_bytes"`   // compressed bytes copied from the cache
+	Stored      int   `json:"stored"`       // entries written
+	Damaged     int   `json:"damaged"`      // damaged entries ignored (and rewritten)
+}
+
+// manifestCache returns the manifest's cache figures, or nil when no
+// cache was used.
+func manifestCache(img *ImageInfo) *ManifestCache {
+	if img == nil || img.Squashfs == nil || img.Squashfs.CacheHits+img.Squashfs.CacheMisses == 0 {
+		return nil
+	}
+	st := img.Squashfs
+	return &ManifestCache{StorePaths: st.Units, Hits: st.CacheHits, Misses: st.CacheMisses,
+		ReusedBytes: st.CacheReusedBytes, ReadBytes: st.CacheReadBytes, Stored: st.CacheStored, Damaged: st.CacheDamaged}
 }
 
 // ManifestPi describes a Raspberry Pi network image.

@@ -170,6 +170,7 @@ func newManifest(command, version string, c *nixstore.Closure, o InitrdOptions, 
 		m.Settings.BlockSize = img.BlockSize
 		m.Settings.MkfsTime = img.MkfsTime
 		m.Settings.Image = &ManifestImage{Format: img.Format, Size: img.OutputBytes}
+		m.Cache = manifestCache(img)
 	}
 	if m.Settings.ImageName == "" {
 		m.Settings.ImageName = initrd.DefaultName

@@ -34,7 +34,8 @@ func StoreImageOptions() squashfs.Options {
 // closure's registration, mode 0444 and mtime 1 like a store file) and
 // each store path under its base name, read from c.HostPath, as
 // "mksquashfs nix-path-registration $(cat store-paths) -keep-as-directory"
-// lays them out. The root has mode 0755 and mtime rootMtime. Nothing is
+// lays them out, each store path a squashfs unit (Node.Unit) named by its
+// NAR hash. The root has mode 0755 and mtime rootMtime. Nothing is
 // read but directory listings: file contents are read when the image is
 // written.
 func StoreTree(ctx context.Context, c *nixstore.Closure, rootMtime int64) (*squashfs.Tree, error) {
@@ -55,6 +56,11 @@ func StoreTree(ctx context.Context, c *nixstore.Closure, rootMtime int64) (*squa
 		n, err := squashfs.HostNode(ctx, path.Base(p.Path), c.HostPath(p.Path))
 		if err != nil {
 			return nil, fmt.Errorf("store path %s: %w", p.Path, err)
+		}
+		// Each store path is a unit of the image, named by its NAR hash:
+		// its data is laid out on its own, and Options.Cache can keep it.
+		if p.NarHash != "" {
+			n.Unit = "nar " + p.NarHash
 		}
 		if err := t.Root.Add(n); err != nil {
 			return nil, fmt.Errorf("store path %s: %w", p.Path, err)

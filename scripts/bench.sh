@@ -15,6 +15,7 @@
 #   BENCH_LEVELS   zstd levels to run (default "6 19"; empty for none)
 #   BENCH_PROCS    --processors for both tools (default: nproc)
 #   BENCH_NETBOOT  zstd level of the netboot comparison, or 0 to skip it (default 6)
+#   BENCH_CACHE    zstd level of the rebuild-cache comparison, or 0 to skip it (default 19)
 #   BENCH_CORPUS_ONLY=1  only build the corpus
 #
 # The netboot comparison builds a NixOS-shaped system over the large corpus
@@ -22,6 +23,14 @@
 # and runs `nbimg netboot` against the NixOS way on the same closure:
 # mksquashfs as make-squashfs.nix calls it, then a cpio of the image
 # compressed with `zstd -10` appended to the stage-1 initrd (makeInitrdNG).
+#
+# The rebuild-cache comparison builds the same kind of system over the small
+# corpus, then a second store in which one store path changed (one file of
+# it, so its NAR hash), and times at level BENCH_CACHE: the store image
+# without a cache and with a cold cache, then the changed system's image
+# with the first system's cache and without one (the two must be
+# byte-identical), the same for `nbimg netboot`, and mksquashfs's image of
+# the first system as make-squashfs.nix makes it (for the size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +40,7 @@ small_mb=${BENCH_SMALL_MB:-200}
 rounds=${BENCH_ROUNDS:-2}
 levels=${BENCH_LEVELS-6 19}
 netboot_level=${BENCH_NETBOOT:-6}
+cache_level=${BENCH_CACHE:-19}
 procs=${BENCH_PROCS:-$(nproc)}
 
 for t in mksquashfs /usr/bin/time cpio zstd; do
@@ -89,7 +99,7 @@ measure() {
 	/usr/bin/time -f '%e %U %S %M' -o "$dir/time.txt" "$@" >/dev/null 2>"$dir/stderr.txt" ||
 		{ echo "bench: $label failed:" >&2; cat "$dir/stderr.txt" >&2; exit 1; }
 	read -r wall user sys rss <"$dir/time.txt"
-	printf '%s %s %s %s %s\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$(stat -c %s "$out")" >>"$dir/results.txt"
+	printf '%s %s %s %s %s\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$(stat -c %s "$out")" >>"${results:-$dir/results.txt}"
 	printf '  %-22s wall %6ss  cpu %7ss  rss %7s KiB  size %s\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$(stat -c %s "$out")"
 }
 
@@ -115,16 +125,18 @@ for level in $levels; do
 	done
 done
 
-# make_system prints the toplevel of a NixOS-shaped system over the large
-# corpus, in a store root of its own (hard links), after writing its
-# closureInfo with nbimg closure (not timed).
+# make_system [CORPUS NAME] prints the toplevel of a NixOS-shaped system
+# over a corpus (default large), in a store root of its own ($dir/NAME-root,
+# hard links), after writing its closureInfo to $dir/NAME-closure with
+# nbimg closure (not timed).
 make_system() {
-	local root=$dir/system-root store top
+	local corpus=${1:-large} name=${2:-system} root store top
+	root=$dir/$name-root
 	store=$root/nix/store
 	top=1bnch000000000000000000000000000-nixos-system-bench-1.0
 	if [ ! -f "$root/.done" ]; then
 		rm -rf "$root" && mkdir -p "$store"
-		cp -al "$dir/corpus-large/." "$store/"
+		cp -al "$dir/corpus-$corpus/." "$store/"
 		rm -f "$store/.done"
 		mkdir "$store/$top"
 		cp "$(find /boot -maxdepth 1 -name 'vmlinuz-*' | sort | tail -1)" "$store/$top/kernel"
@@ -136,11 +148,34 @@ make_system() {
 		find "$store" -mindepth 1 -maxdepth 1 ! -name "$top" -printf '/nix/store/%f\n' | sort >"$store/$top/packages"
 		touch "$root/.done"
 	fi
-	if [ ! -f "$dir/system-closure/registration" ]; then
-		rm -rf "$dir/system-closure"
-		"$dir/nbimg-cgo" --quiet closure --store-root "$root" -o "$dir/system-closure" "/nix/store/$top"
+	if [ ! -f "$dir/$name-closure/registration" ]; then
+		rm -rf "$dir/$name-closure"
+		"$dir/nbimg-cgo" --quiet closure --store-root "$root" -o "$dir/$name-closure" "/nix/store/$top"
 	fi
 	echo "/nix/store/$top"
+}
+
+# make_changed NAME TOP: a copy of $dir/NAME-root in which one store path of
+# about 4 MB has one file changed (a line appended), and its closureInfo.
+make_changed() {
+	local name=$1 top=$2 root=$dir/$1-root new=$dir/$1-changed-root pkg file
+	if [ ! -f "$new/.done" ]; then
+		rm -rf "$new" && mkdir -p "$new"
+		cp -al "$root/." "$new/"
+		pkg=$(cd "$root/nix/store" && du -sb --apparent-size -- */ | grep -v nixos-system-bench |
+			awk '{ d = $1 - 4000000; if (d < 0) d = -d; print d, $2 }' | sort -n | head -1 | cut -d' ' -f2)
+		pkg=${pkg%/}
+		rm -rf "$new/nix/store/$pkg"
+		cp -a "$root/nix/store/$pkg" "$new/nix/store/$pkg"
+		file=$(find "$new/nix/store/$pkg" -type f | sort | head -1)
+		echo "changed by nbimg's benchmark" >>"$file"
+		echo "$pkg" >"$new/changed-path"
+		touch "$new/.done"
+	fi
+	if [ ! -f "$dir/$name-changed-closure/registration" ]; then
+		rm -rf "$dir/$name-changed-closure"
+		"$dir/nbimg-cgo" --quiet closure --store-root "$new" -o "$dir/$name-changed-closure" "$top"
+	fi
 }
 
 if [ "$netboot_level" != 0 ]; then
@@ -161,6 +196,73 @@ if [ "$netboot_level" != 0 ]; then
 		if [ $((r % 2)) = 1 ]; then nb; fi
 		echo "  (round $r done)"
 	done
+fi
+
+if [ "$cache_level" != 0 ]; then
+	results=$dir/cache-results.txt
+	: >"$results"
+	top=$(make_system small cache-system)
+	make_changed cache-system "$top"
+	r1=$dir/cache-system-root c1=$dir/cache-system-closure
+	r2=$dir/cache-system-changed-root c2=$dir/cache-system-changed-closure
+	comp="zstd -Xcompression-level $cache_level"
+	echo "== rebuild cache, zstd level $cache_level: $(wc -l <"$c1/store-paths") store paths ($(du -sh --apparent-size "$r1/nix/store" | cut -f1)), $(cat "$r2/changed-path") changed; processors $procs, $rounds rounds"
+	sq() { # sq LABEL OUT ROOT CLOSURE [--cache DIR]
+		local label=$1 out=$2 root=$3 closure=$4; shift 4
+		measure "$label" "$out" "$dir/nbimg-cgo" --quiet squashfs -o "$out" --closure "$closure" --store-root "$root" \
+			--comp "$comp" --processors "$procs" "$@"
+	}
+	nbc() { # nbc LABEL [--cache DIR]
+		local label=$1; shift
+		rm -rf "$dir/cache-netboot"
+		measure "$label" "$dir/cache-netboot/initrd" "$dir/nbimg-cgo" --quiet netboot -o "$dir/cache-netboot" \
+			--toplevel "$top" --store-root "$r2" --closure "$c2" --comp "$comp" --processors "$procs" "$@"
+	}
+	for r in $(seq "$rounds"); do
+		if [ "$r" = 1 ]; then
+			# The store image as make-squashfs.nix makes it, for the size.
+			rm -rf "$dir/cache-ref-work" && mkdir "$dir/cache-ref-work"
+			cp "$c1/registration" "$dir/cache-ref-work/nix-path-registration"
+			mapfile -t paths < <(sed "s|^|$r1|" "$c1/store-paths")
+			measure "mksquashfs-store" "$dir/cache-ref.img" mksquashfs "$dir/cache-ref-work/nix-path-registration" "${paths[@]}" \
+				"$dir/cache-ref.img" -noappend -quiet -no-progress -no-hardlinks -keep-as-directory -all-root -b 1048576 \
+				-comp zstd -Xcompression-level "$cache_level" -processors "$procs" -root-mode 0755
+		fi
+		sq store-nocache "$dir/cache-nocache.img" "$r1" "$c1"
+		rm -rf "$dir/cache-dir"
+		sq store-cold-cache "$dir/cache-cold.img" "$r1" "$c1" --cache "$dir/cache-dir"
+		cmp "$dir/cache-nocache.img" "$dir/cache-cold.img" || { echo "bench: cold cache: image differs" >&2; exit 1; }
+		rm -rf "$dir/cache-dir1" && cp -a "$dir/cache-dir" "$dir/cache-dir1"
+		sq store-changed-nocache "$dir/cache-changed-nocache.img" "$r2" "$c2"
+		sq store-changed-warm "$dir/cache-changed-warm.img" "$r2" "$c2" --cache "$dir/cache-dir"
+		cmp "$dir/cache-changed-nocache.img" "$dir/cache-changed-warm.img" || { echo "bench: warm cache: image differs" >&2; exit 1; }
+		nbc netboot-changed-nocache
+		cp "$dir/cache-netboot/initrd" "$dir/cache-netboot-nocache.initrd"
+		rm -rf "$dir/cache-dir" && cp -a "$dir/cache-dir1" "$dir/cache-dir"
+		nbc netboot-changed-warm --cache "$dir/cache-dir"
+		cmp "$dir/cache-netboot-nocache.initrd" "$dir/cache-netboot/initrd" || { echo "bench: warm netboot: initrd differs" >&2; exit 1; }
+		echo "  (round $r done; cache $(du -sh "$dir/cache-dir1" | cut -f1))"
+	done
+	echo "== rebuild cache summary (median of rounds; ratio to the same build without a cache, or size to mksquashfs)"
+	printf '%-24s %8s %8s %10s %12s | %6s %6s %7s\n' run "wall s" "cpu s" "rss MiB" size wall cpu size
+	awk '
+	{ n[$1]++; w[$1, n[$1]] = $2; c[$1, n[$1]] = $3; m[$1, n[$1]] = $4; s[$1] = $5 }
+	function med(a, k,   i, j, t, v, cnt) {
+		cnt = n[k]; for (i = 1; i <= cnt; i++) v[i] = a[k, i]
+		for (i = 1; i <= cnt; i++) for (j = i + 1; j <= cnt; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+		return (cnt % 2) ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2
+	}
+	END {
+		ref["store-cold-cache"] = "store-nocache"; ref["store-changed-warm"] = "store-changed-nocache"
+		ref["netboot-changed-warm"] = "netboot-changed-nocache"
+		for (k in n) {
+			wr = "-"; cr = "-"; sr = "-"
+			if (k in ref) { wr = sprintf("%.4f", med(w, k) / med(w, ref[k])); cr = sprintf("%.4f", med(c, k) / med(c, ref[k])) }
+			if (k ~ /^store-(nocache|cold-cache)$/) sr = sprintf("%.4f", s[k] / s["mksquashfs-store"])
+			printf "%-24s %8.2f %8.2f %10.1f %12d | %6s %6s %7s\n", k, med(w, k), med(c, k), med(m, k) / 1024, s[k], wr, cr, sr
+		}
+	}' "$results" | sort
+	unset results
 fi
 
 echo "== summary (median of rounds; ratio = nbimg / mksquashfs, or / the NixOS way for netboot; size of the image or the initrd)"

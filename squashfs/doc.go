@@ -32,7 +32,8 @@
 // default, tails of files larger than a block are packed into fragments too
 // (its -tailends).
 //
-// Compressors are named with mksquashfs's -comp syntax (ParseCompressor):
+// Compressors are named with mksquashfs's -comp syntax (ParseCompressor);
+// each is a codec of its own (comp_zstd.go, comp_gzip.go, comp_xz.go):
 // zstd, xz, gzip, or "none" for an image with nothing compressed (what
 // mksquashfs -noI -noId -noD -noF -noX writes). zstd uses libzstd through
 // cgo, or github.com/klauspost/compress when built with CGO_ENABLED=0 (see
@@ -42,12 +43,27 @@
 // as the block, because github.com/ulikunitz/xz writes corrupt streams when
 // incompressible input is longer than the dictionary.
 //
+// Units and the cache: a node with Node.Unit set (each store path of a Nix
+// store image) is a unit. Its files' data blocks and the fragment blocks
+// holding their tails are written together and hold nothing from outside
+// it; a file identical to one in an earlier unit takes that file's data
+// blocks but keeps its tail in its own unit's fragment. A unit's data area
+// is therefore a function of its own files, the compressor and the block
+// size, and Options.Cache can hold it: a rebuild copies each unit found in
+// the cache (and reads none of its files; their sizes and sha256, needed to
+// find duplicates, are in the entry) and compresses only the others. The
+// image is byte-identical with no cache, a cold one or a warm one, for any
+// number of processors. Entries name the encoder (see EncoderName), so a
+// cgo build and a pure-Go build do not share them.
+//
 // All-zero blocks are stored as holes. As with mksquashfs, the inode reports
 // them as sparse (an extended inode) only for host files that are sparse on
 // disk (Node.Holes).
 //
 // Limits: extended attributes are not written (the image says so with the
-// NO_XATTRS flag; Nix stores have none). There is no appending to an existing
+// NO_XATTRS flag; Nix stores have none); HostNode notes paths that have
+// them and Options.Warn reports them once. There is no appending to an existing
 // image, no LZ4/LZO/LZMA compressors, no pseudo files and no sorting hints.
-// Uid and gid values are 32-bit and at most 65536 distinct ids fit.
+// Uid and gid values are 32-bit and at most 65,535 distinct ids fit (the
+// superblock's count is 16 bits).
 package squashfs

@@ -3,6 +3,7 @@ package squashfs_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -141,5 +142,27 @@ func FuzzWrite(f *testing.F) {
 			t.Fatalf("unsquashfs: %v\n%s", err, b)
 		}
 		compareTree(t, tree.Root, out)
+	})
+}
+
+// FuzzParseCompressor: every spec either fails with ErrCompressor or
+// parses to a compressor whose String parses back to the same value.
+func FuzzParseCompressor(f *testing.F) {
+	for _, s := range []string{"zstd", "zstd -Xcompression-level 19", "gzip -Xcompression-level 1", "xz -Xdict-size 100%",
+		"xz -Xdict-size 1M", "xz -Xdict-size 512K", "none", "none -X", "lz4", "zstd -Xcompression-level", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		c, err := squashfs.ParseCompressor(spec)
+		if err != nil {
+			if !errors.Is(err, squashfs.ErrCompressor) {
+				t.Fatalf("%q: error %v does not wrap ErrCompressor", spec, err)
+			}
+			return
+		}
+		back, err := squashfs.ParseCompressor(c.String())
+		if err != nil || back != c {
+			t.Fatalf("%q: parsed to %+v, whose String %q parses to %+v, %v", spec, c, c.String(), back, err)
+		}
 	})
 }

@@ -36,6 +36,8 @@ func TestKernelMount(t *testing.T) {
 	edgeTree(t, src, testBlock, 1500)
 	src1M := t.TempDir()
 	edgeTree(t, src1M, 1<<20, 10)
+	// A store-image-like tree of units, written from a warm cache.
+	unitRoot, unitSrcs := unitSources(t, testBlock)
 
 	files := map[string][]byte{}
 	var script strings.Builder
@@ -44,19 +46,33 @@ func TestKernelMount(t *testing.T) {
 	for i, tc := range []struct {
 		src, comp string
 		bs        int
+		cached    bool
 	}{
-		{src, "zstd -Xcompression-level 19", testBlock},
-		{src, "gzip", testBlock},
-		{src, "xz", testBlock},
-		{src, "none", testBlock},
-		{src1M, "zstd", 1 << 20},
-		{src1M, "xz", 1 << 20},
+		{src, "zstd -Xcompression-level 19", testBlock, false},
+		{src, "gzip", testBlock, false},
+		{src, "xz", testBlock, false},
+		{src, "none", testBlock, false},
+		{src1M, "zstd", 1 << 20, false},
+		{src1M, "xz", 1 << 20, false},
+		{unitRoot, "zstd -Xcompression-level 19", testBlock, true},
 	} {
 		comp, err := squashfs.ParseCompressor(tc.comp)
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, _ := dirImage(t, tc.src, squashfs.Options{BlockSize: tc.bs, Compressor: comp, MkfsTime: time.Unix(1, 0)})
+		opts := squashfs.Options{BlockSize: tc.bs, Compressor: comp, MkfsTime: time.Unix(1, 0)}
+		var img string
+		if tc.cached {
+			opts.Cache = openCache(t, t.TempDir())
+			writeImage(t, unitTree(t, unitSrcs, unitName), opts)
+			var st squashfs.Stats
+			img, st = writeImage(t, unitTree(t, unitSrcs, unitName), opts)
+			if st.CacheHits != st.Units || st.Units == 0 {
+				t.Fatalf("the cached image: %d hits of %d units", st.CacheHits, st.Units)
+			}
+		} else {
+			img, _ = dirImage(t, tc.src, opts)
+		}
 		data, err := os.ReadFile(img)
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +139,7 @@ func TestKernelMount(t *testing.T) {
 		Marker: "NBIMG-KERNEL-OK", FailMarkers: []string{"NBIMG-FAIL"},
 		Memory: 1024, Timeout: 5 * time.Minute,
 	})
-	if n := bytes.Count(res.Console, []byte("checked ")); n < 6 {
+	if n := bytes.Count(res.Console, []byte("checked ")); n < 7 {
 		t.Errorf("only %d images checked", n)
 	}
 }

@@ -33,8 +33,10 @@ type Options struct {
 	AllTime time.Time
 	// AllRoot makes every inode owned by uid 0 and gid 0.
 	AllRoot bool
-	// RootMode, when not zero, replaces the root directory's permissions.
-	RootMode uint16
+	// RootMode, when not zero or when SetRootMode is true, replaces the
+	// root directory's permissions.
+	RootMode    uint16
+	SetRootMode bool // apply RootMode even when it is 0
 
 	NoFragments  bool // store tails as short blocks instead of packing them into fragments
 	NoDuplicates bool // store identical files twice
@@ -43,6 +45,20 @@ type Options struct {
 	// Progress, when set, is called from one goroutine after each block
 	// is written.
 	Progress func(Progress)
+
+	// Cache, when set, keeps the compressed data of units (Node.Unit)
+	// between builds: units found in it are copied instead of read and
+	// compressed, the others are stored in it as they are written. The
+	// image is the same with or without a cache. Damaged entries are
+	// ignored (and rewritten); failing to store one is a warning, not an
+	// error.
+	Cache Cache
+
+	// Warn, when set, receives warnings, each a line without a newline:
+	// input that the image cannot carry (extended attributes, reported once
+	// with the first file that has them) and cache trouble. It is called
+	// from one goroutine at a time.
+	Warn func(string)
 }
 
 // Progress reports how far writing has come.
@@ -63,6 +79,25 @@ type Stats struct {
 	DataBlocks     int   // data blocks written (not counting sparse ones)
 	SparseBlocks   int
 	Fragments      int
+
+	// XattrFiles counts input paths with extended attributes, which the
+	// image does not carry; XattrExample names the first.
+	XattrFiles   int
+	XattrExample string
+
+	// Units counts units (Node.Unit) with file data. With Options.Cache,
+	// CacheHits of them were copied from the cache and CacheMisses were
+	// compressed; CacheReusedBytes are the file bytes of the hits (read and
+	// compressed by none) and CacheReadBytes the compressed bytes copied.
+	// CacheStored counts entries written, CacheDamaged entries found
+	// damaged, truncated or not of this layout (ignored, then rewritten).
+	Units            int
+	CacheHits        int
+	CacheMisses      int
+	CacheReusedBytes int64
+	CacheReadBytes   int64
+	CacheStored      int
+	CacheDamaged     int
 }
 
 // Plan is the layout of an image: a pure function of the tree, its file
@@ -77,6 +112,7 @@ type Plan struct {
 	root      *inode
 	items     []item // data, in image order
 	frags     []*frag
+	units     []*unitPlan
 	ids       []uint32
 	mkfsTime  uint32
 	stats     Stats
@@ -112,21 +148,32 @@ type fileData struct {
 	frag   int    // fragment index or -1
 	fragAt int    // offset in the fragment block
 	hash   []byte // sha256, when compared with another file
+	full   bool   // hash is of the whole file
 	id     int    // index of its placement while writing
+	placed bool   // laid out (duplicates share a placed one)
+
+	unit *unitPlan // the unit the file belongs to, or nil
+	// blocksFrom, when set, is an identical file of an earlier unit (or of
+	// none) whose data blocks this file uses; its tail still goes into its
+	// own unit's fragment, so that a unit's data never depends on another.
+	blocksFrom *fileData
 }
 
 type frag struct {
 	used int // bytes of tails
 }
 
-// item is one step of the data area: a file's blocks (and tail), or the
-// writing of a complete fragment block.
+// item is one step of the data area: a file's blocks (and tail), the
+// writing of a complete fragment block, or the start or end of a unit.
 type item struct {
-	file *fileData
-	frag int
+	file       *fileData
+	frag       int
+	start, end *unitPlan
 }
 
-const maxIDs = 1 << 16
+// maxIDs is the most distinct uids and gids an image holds: the id count
+// in the superblock is 16 bits wide.
+const maxIDs = 1<<16 - 1
 
 // NewPlan checks the tree and lays out the image. It reads the files whose
 // size equals another file's size, to find duplicates.
@@ -151,9 +198,20 @@ func NewPlan(ctx context.Context, t *Tree, opts Options) (*Plan, error) {
 	if err := p.number(t.Root); err != nil {
 		return nil, err
 	}
+	if p.stats.XattrFiles > 0 {
+		more := ""
+		if n := p.stats.XattrFiles - 1; n > 0 {
+			more = fmt.Sprintf(" (and %d more paths)", n)
+		}
+		p.warn(fmt.Sprintf("%s%s has extended attributes: the image does not carry them", p.stats.XattrExample, more))
+	}
+	if err := p.lookupUnits(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.layoutData(ctx); err != nil {
 		return nil, err
 	}
+	p.checkEntries()
 	return p, nil
 }
 
@@ -165,7 +223,7 @@ func (p *Plan) number(root *Node) error {
 	if err != nil {
 		return err
 	}
-	if p.opts.RootMode != 0 {
+	if p.opts.RootMode != 0 || p.opts.SetRootMode {
 		r.perm = p.opts.RootMode & 0o7777
 	}
 	if err := nb.walk(r); err != nil {
@@ -201,6 +259,7 @@ type numberer struct {
 	links map[LinkID]*inode
 	ids   map[uint32]uint16
 	dirs  map[*Node]bool // directories seen, against cycles
+	unit  *unitPlan      // the unit being numbered, or nil
 }
 
 // id returns the id table index of a uid or gid, adding it if new.
@@ -209,7 +268,7 @@ func (nb *numberer) id(v uint32) (uint16, error) {
 		return i, nil
 	}
 	if len(nb.p.ids) == maxIDs {
-		return 0, fmt.Errorf("squashfs: more than %d distinct uids and gids", maxIDs)
+		return 0, fmt.Errorf("squashfs: more than %d distinct uids and gids: the image cannot hold them (use all-root ownership or fewer owners)", maxIDs)
 	}
 	i := uint16(len(nb.p.ids))
 	nb.ids[v] = i
@@ -221,6 +280,12 @@ func (nb *numberer) id(v uint32) (uint16, error) {
 func (nb *numberer) inode(n *Node, pth string) (*inode, error) {
 	o := nb.p.opts
 	ino := &inode{typ: n.Type, node: n, path: pth, nlink: 1, perm: n.Perm & 0o7777, mtime: clampTime(n.Mtime)}
+	if n.Xattrs {
+		if nb.p.stats.XattrFiles == 0 {
+			nb.p.stats.XattrExample = pth
+		}
+		nb.p.stats.XattrFiles++
+	}
 	if !o.AllTime.IsZero() {
 		ino.mtime = clampTime(o.AllTime.Unix())
 	}
@@ -248,7 +313,10 @@ func (nb *numberer) inode(n *Node, pth string) (*inode, error) {
 		if n.Content == nil && n.HostPath == "" && n.Size > 0 {
 			return nil, fmt.Errorf("squashfs: %s: file has neither content nor a host path", pth)
 		}
-		ino.data = &fileData{node: n, path: pth, size: n.Size, frag: -1}
+		ino.data = &fileData{node: n, path: pth, size: n.Size, frag: -1, unit: nb.unit}
+		if u := nb.unit; u != nil && n.Size > 0 {
+			u.inodes = append(u.inodes, ino)
+		}
 	default:
 		return nil, fmt.Errorf("squashfs: %s: unknown node type %d", pth, n.Type)
 	}
@@ -280,6 +348,10 @@ func (nb *numberer) walk(d *inode) error {
 			d.entries = append(d.entries, entry{k.Name, ino})
 			continue
 		}
+		startsUnit := k.Unit != "" && nb.unit == nil
+		if startsUnit {
+			nb.unit = &unitPlan{name: k.Unit, path: pth}
+		}
 		ino, err := nb.inode(k, pth)
 		if err != nil {
 			return err
@@ -297,11 +369,19 @@ func (nb *numberer) walk(d *inode) error {
 				return err
 			}
 		}
+		if startsUnit {
+			if len(nb.unit.inodes) > 0 {
+				p.units = append(p.units, nb.unit)
+			}
+			nb.unit = nil
+		}
 	}
 	return nil
 }
 
-// layoutData finds duplicate files and decides block and fragment placement.
+// layoutData finds duplicate files and decides block and fragment
+// placement. Files outside units share fragments; each unit's files share
+// fragments of their own, written before the unit ends.
 func (p *Plan) layoutData(ctx context.Context) error {
 	var files []*fileData
 	for _, ino := range p.inodes {
@@ -315,90 +395,149 @@ func (p *Plan) layoutData(ctx context.Context) error {
 		}
 	}
 	bs := int64(p.blockSize)
-	cur := -1
+	globalCur, unitCur := -1, -1
+	var unit *unitPlan
+	endUnit := func() {
+		if unit == nil {
+			return
+		}
+		if unitCur >= 0 {
+			p.items = append(p.items, item{frag: unitCur})
+		}
+		p.items = append(p.items, item{frag: -1, end: unit})
+		unit, unitCur = nil, -1
+	}
 	for _, ino := range p.inodes {
 		f := ino.data
-		if f == nil || f.size == 0 || f.blocks != 0 || f.frag >= 0 {
+		if f == nil || f.size == 0 || f.placed {
 			continue // empty, or placed already (a duplicate)
+		}
+		f.placed = true
+		if f.unit != unit {
+			endUnit()
+			if f.unit != nil {
+				unit = f.unit
+				p.items = append(p.items, item{frag: -1, start: unit})
+			}
+		}
+		cur := &globalCur
+		if unit != nil {
+			cur = &unitCur
 		}
 		f.blocks = int(f.size / bs)
 		tail := int(f.size % bs)
 		if tail > 0 && p.opts.NoFragments {
 			f.blocks++
 		} else if tail > 0 {
-			if cur < 0 || p.frags[cur].used+tail > p.blockSize {
-				if cur >= 0 {
-					p.items = append(p.items, item{frag: cur})
+			if *cur < 0 || p.frags[*cur].used+tail > p.blockSize {
+				if *cur >= 0 {
+					p.items = append(p.items, item{frag: *cur})
 				}
 				p.frags = append(p.frags, &frag{})
-				cur = len(p.frags) - 1
+				*cur = len(p.frags) - 1
 			}
-			f.frag, f.fragAt = cur, p.frags[cur].used
-			p.frags[cur].used += tail
+			f.frag, f.fragAt = *cur, p.frags[*cur].used
+			p.frags[*cur].used += tail
+		}
+		if f.blocksFrom != nil && f.blocks == 0 {
+			f.blocksFrom = nil // nothing to share but the tail
+		}
+		if f.blocksFrom != nil {
+			p.stats.Duplicates++
+			p.stats.DuplicateBytes += min(f.size, int64(f.blocks)*bs)
 		}
 		f.id = p.nfiles
 		p.nfiles++
 		p.items = append(p.items, item{file: f, frag: -1})
 	}
-	if cur >= 0 {
-		p.items = append(p.items, item{frag: cur})
+	endUnit()
+	if globalCur >= 0 {
+		p.items = append(p.items, item{frag: globalCur})
 	}
 	p.stats.Fragments = len(p.frags)
+	p.stats.Units = len(p.units)
 	return nil
 }
 
 // dedup points the inodes of files identical to an earlier file at the
 // earlier file's data. Only files whose size matches another's are read:
 // first their first prefixLen bytes, then, for those still alike, all of
-// them.
+// them; files whose whole hash is known (from the cache) are not read, and
+// their size group is then hashed whole. Inside a unit (and outside all
+// units) a duplicate shares the earlier file's data; the first copy in a
+// unit of a file from elsewhere shares only its data blocks (blocksFrom).
 func (p *Plan) dedup(ctx context.Context, files []*fileData) error {
 	const prefixLen = 64 << 10
-	alike := func(fs []*fileData) [][]*fileData {
-		groups := map[string][]*fileData{}
+	// groups returns the groups of more than one file with the same key,
+	// in order of their first file.
+	groups := func(fs []*fileData, key func(*fileData) string) [][]*fileData {
+		byKey := map[string][]*fileData{}
 		var keys []string
 		for _, f := range fs {
-			k := fmt.Sprint(f.size, "/", string(f.hash))
-			if groups[k] == nil {
+			k := key(f)
+			if byKey[k] == nil {
 				keys = append(keys, k)
 			}
-			groups[k] = append(groups[k], f)
+			byKey[k] = append(byKey[k], f)
 		}
 		var out [][]*fileData
 		for _, k := range keys {
-			if len(groups[k]) > 1 {
-				out = append(out, groups[k])
+			if len(byKey[k]) > 1 {
+				out = append(out, byKey[k])
 			}
 		}
 		return out
 	}
-	var todo []*fileData
-	for _, g := range alike(files) { // by size
-		todo = append(todo, g...)
-	}
-	if err := hashAll(ctx, todo, p.opts.Processors, prefixLen); err != nil {
-		return err
-	}
-	var full []*fileData
-	for _, g := range alike(todo) { // by size and prefix
-		if g[0].size > prefixLen {
-			full = append(full, g...)
+	bySize := func(f *fileData) string { return fmt.Sprint(f.size) }
+	byHash := func(f *fileData) string { return fmt.Sprint(f.size, "/", string(f.hash)) }
+	var prefix, whole []*fileData
+	for _, g := range groups(files, bySize) {
+		known := slices.ContainsFunc(g, func(f *fileData) bool { return f.full })
+		for _, f := range g {
+			switch {
+			case f.full:
+			case f.size <= prefixLen || known:
+				whole = append(whole, f)
+			default:
+				prefix = append(prefix, f)
+			}
 		}
 	}
-	for _, f := range todo {
-		if f.size > prefixLen {
-			f.hash = nil // a prefix hash is not the file's hash
-		}
-	}
-	if err := hashAll(ctx, full, p.opts.Processors, -1); err != nil {
+	if err := hashAll(ctx, prefix, p.opts.Processors, prefixLen); err != nil {
 		return err
+	}
+	for _, g := range groups(prefix, byHash) {
+		whole = append(whole, g...)
+	}
+	for _, f := range prefix {
+		f.hash = nil // a prefix hash is not the file's hash
+	}
+	if err := hashAll(ctx, whole, p.opts.Processors, -1); err != nil {
+		return err
+	}
+	for _, f := range whole {
+		f.full = true
+	}
+	var hashed []*fileData
+	for _, f := range files {
+		if f.full {
+			hashed = append(hashed, f)
+		}
 	}
 	same := map[*fileData]*fileData{}
-	for _, g := range alike(todo) {
-		if g[0].hash == nil {
-			continue
-		}
+	for _, g := range groups(hashed, byHash) {
+		firstIn := map[*unitPlan]*fileData{g[0].unit: g[0]}
 		for _, f := range g[1:] {
-			same[f] = g[0]
+			if f.unit == nil {
+				same[f] = g[0]
+				continue
+			}
+			if first, ok := firstIn[f.unit]; ok {
+				same[f] = first
+				continue
+			}
+			firstIn[f.unit] = f
+			f.blocksFrom = g[0]
 		}
 	}
 	for _, ino := range p.inodes {

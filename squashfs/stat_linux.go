@@ -3,6 +3,8 @@ package squashfs
 import (
 	"io/fs"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 type sysStat struct {
@@ -27,4 +29,11 @@ func statSys(st fs.FileInfo) sysStat {
 		major:  uint32((rdev>>8)&0xfff | (rdev>>32)&^0xfff),
 		minor:  uint32(rdev&0xff | (rdev>>12)&^0xff),
 	}
+}
+
+// hasXattrs reports whether the host path p (not following a symlink) has
+// extended attributes.
+func hasXattrs(p string) bool {
+	n, err := unix.Llistxattr(p, nil)
+	return err == nil && n > 0
 }

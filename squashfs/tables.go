@@ -129,7 +129,7 @@ func (iw *writer) writeTables(out *countWriter, enc encoder) ([]byte, error) {
 	} else {
 		flags |= flagAlwaysFrags
 	}
-	if p.comp.kind() == "none" {
+	if _, none := p.comp.codec().(noneCodec); none {
 		// As mksquashfs -noI -noId -noD -noF -noX records it.
 		flags |= flagNoInodeComp | flagNoDataComp | flagNoFragComp | flagNoXattrComp
 	}
@@ -236,6 +236,9 @@ func (t *tables) writeInode(ino *inode) error {
 		var pf placedFile
 		if f.size > 0 {
 			pf = t.files[f.id]
+		}
+		if f.blocksFrom != nil {
+			pf = t.files[f.blocksFrom.id]
 		}
 		frag, fragAt := uint32(noFragment), uint32(0)
 		if f.frag >= 0 {

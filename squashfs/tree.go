@@ -72,6 +72,20 @@ type Node struct {
 	Major, Minor uint32 // device numbers
 	Link         LinkID // hard-link identity; zero for none
 
+	// Xattrs says the host path has extended attributes, which the image
+	// does not carry (see Options.Warn).
+	Xattrs bool
+
+	// Unit, when not empty, makes this node and everything below it a unit
+	// of the data area: its data blocks and the fragment blocks holding its
+	// files' tails are written together and hold nothing from outside it,
+	// so their bytes depend on the unit's contents alone. Unit names those
+	// contents (a Nix store path's narHash, for one): with Options.Cache,
+	// units whose compressed data is in the cache are copied from it
+	// instead of being read and compressed. Unit is ignored on the root and
+	// inside another unit. The image is the same with or without a cache.
+	Unit string
+
 	Children []*Node // directory entries, in any order
 }
 
@@ -267,6 +281,7 @@ func hostNode(p string) (*Node, error) {
 	default:
 		return nil, fmt.Errorf("squashfs: %s: unsupported file type %v", p, m.Type())
 	}
+	n.Xattrs = hasXattrs(p)
 	if n.Type != TypeDir && sys.nlink > 1 {
 		n.Link = LinkID{Dev: sys.dev, Ino: sys.ino}
 	}

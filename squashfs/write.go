@@ -110,6 +110,13 @@ type writer struct {
 	refs  []uint64 // inode references, by inode number - 1
 	done  []bool   // inode written, by inode number - 1
 	stats Stats
+
+	// Cache: the sha256 of files read for an entry (by fileData.id, set
+	// by the reader before the unit's end passes), the entry being
+	// written, and whether the cache refused one.
+	hashes   [][]byte
+	rec      *unitRecord
+	noRecord bool
 }
 
 // Write carries out the plan: it reads and compresses the data on
@@ -123,6 +130,9 @@ func (p *Plan) Write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
 		refs:  make([]uint64, len(p.inodes)),
 		done:  make([]bool, len(p.inodes)),
 		stats: p.stats,
+	}
+	if p.opts.Cache != nil {
+		iw.hashes = make([][]byte, p.nfiles)
 	}
 	return iw.write(ctx, w)
 }
@@ -175,7 +185,7 @@ func (iw *writer) write(ctx context.Context, w io.WriteSeeker) (Stats, error) {
 }
 
 // job is one block on its way from the reader through a worker to the
-// writer.
+// writer, or the start or end of a unit.
 type job struct {
 	seq    int
 	file   *fileData // data block of file, or
@@ -188,6 +198,15 @@ type job struct {
 	// progress to report once this block is written
 	nbytes int64
 	nfiles int
+
+	start, end *unitPlan // a unit's start or end (no block)
+	record     bool      // start: store the unit in the cache
+	hit        bool      // start: the unit comes from the cache
+	damaged    string    // start: why its planned entry cannot be used
+	cacheOnly  bool      // the block goes into the cache entry only
+	pre        bool      // out is the stored form from the cache, word its size
+	word       uint32
+	plain      int64 // length of a block from the cache
 }
 
 func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
@@ -212,7 +231,7 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 	}
 	var readErr error
 	go func() {
-		readErr = p.read(ctx, pool, jobs)
+		readErr = iw.read(ctx, pool, jobs)
 		close(jobs)
 	}()
 	var wg sync.WaitGroup
@@ -222,7 +241,9 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				compressJob(j, enc, zero)
+				if j.start == nil && j.end == nil && !j.pre {
+					compressJob(j, enc, zero)
+				}
 				results <- j
 			}
 		}()
@@ -259,9 +280,14 @@ func (iw *writer) writeData(ctx context.Context, out *countWriter) error {
 					cancel()
 				}
 			}
+			j.start, j.end, j.record, j.hit, j.damaged, j.cacheOnly, j.pre = nil, nil, false, false, "", false, false
 			j.buf, j.out = j.buf[:0], j.out[:0]
 			pool <- j
 		}
+	}
+	if iw.rec != nil {
+		iw.rec.w.Abort()
+		iw.rec = nil
 	}
 	// A failed write cancels the reader, whose error is then only that:
 	// report the write's.
@@ -299,6 +325,16 @@ func compressJob(j *job, enc encoder, zero []byte) {
 
 // place writes a finished block and records where it went.
 func (iw *writer) place(out *countWriter, j *job, prog *Progress) error {
+	prog.Bytes += j.nbytes
+	prog.Files += j.nfiles
+	switch {
+	case j.start != nil:
+		iw.startUnit(j)
+		return nil
+	case j.end != nil:
+		iw.endUnit(j.end)
+		return nil
+	}
 	if j.err != nil {
 		name := fmt.Sprintf("fragment %d", j.frag)
 		if j.file != nil {
@@ -307,23 +343,32 @@ func (iw *writer) place(out *countWriter, j *job, prog *Progress) error {
 		return fmt.Errorf("squashfs: compress %s: %w", name, j.err)
 	}
 	size := uint32(0)
-	start := out.pos
+	var data []byte
+	plain := int64(len(j.buf))
 	switch {
+	case j.pre:
+		size, data, plain = j.word, j.out, j.plain
+		j.sparse = size == 0 && j.file != nil
+		iw.stats.CacheReadBytes += int64(len(data))
 	case j.sparse:
-		iw.stats.SparseBlocks++
 	case j.raw:
-		size = uint32(len(j.buf)) | dataRaw
-		if _, err := out.Write(j.buf); err != nil {
-			return fmt.Errorf("squashfs: %w", err)
-		}
+		size, data = uint32(len(j.buf))|dataRaw, j.buf
 	default:
-		size = uint32(len(j.out))
-		if _, err := out.Write(j.out); err != nil {
-			return fmt.Errorf("squashfs: %w", err)
-		}
+		size, data = uint32(len(j.out)), j.out
 	}
-	prog.Bytes += j.nbytes
-	prog.Files += j.nfiles
+	if iw.rec != nil {
+		iw.rec.add(size, data)
+	}
+	if j.cacheOnly {
+		return nil
+	}
+	start := out.pos
+	if _, err := out.Write(data); err != nil {
+		return fmt.Errorf("squashfs: %w", err)
+	}
+	if j.sparse {
+		iw.stats.SparseBlocks++
+	}
 	if iw.p.opts.Progress != nil {
 		iw.p.opts.Progress(*prog)
 	}
@@ -340,13 +385,60 @@ func (iw *writer) place(out *countWriter, j *job, prog *Progress) error {
 	}
 	f.sizes = append(f.sizes, size)
 	if j.sparse {
-		f.sparse += uint64(len(j.buf))
+		f.sparse += uint64(plain)
 	}
 	return nil
 }
 
+// startUnit counts a unit and, when asked to, starts its cache entry.
+func (iw *writer) startUnit(j *job) {
+	u := j.start
+	if j.damaged != "" {
+		iw.stats.CacheDamaged++
+		iw.p.warn(j.damaged)
+	}
+	if j.hit {
+		iw.stats.CacheHits++
+		iw.stats.CacheReusedBytes += u.bytes
+	} else if iw.p.opts.Cache != nil {
+		iw.stats.CacheMisses++
+	}
+	if !j.record || iw.noRecord {
+		return
+	}
+	w, err := iw.p.opts.Cache.Put(u.key)
+	if err != nil {
+		// A read-only cache is used, not written: say so once.
+		iw.noRecord = true
+		iw.p.warn(fmt.Sprintf("not storing in the cache: %v", err))
+		return
+	}
+	iw.rec = &unitRecord{u: u, w: w}
+}
+
+// endUnit commits the unit's cache entry, if one is being written.
+func (iw *writer) endUnit(u *unitPlan) {
+	r := iw.rec
+	if r == nil || r.u != u {
+		return
+	}
+	iw.rec = nil
+	err := r.finish(func(f *fileData) []byte {
+		if f.full {
+			return f.hash
+		}
+		return iw.hashes[f.id]
+	})
+	if err != nil {
+		iw.p.warn(fmt.Sprintf("cache entry of %s not stored: %v", u.path, err))
+		return
+	}
+	iw.stats.CacheStored++
+}
+
 // read produces the blocks in plan order.
-func (p *Plan) read(ctx context.Context, pool <-chan *job, jobs chan<- *job) error {
+func (iw *writer) read(ctx context.Context, pool <-chan *job, jobs chan<- *job) error {
+	p := iw.p
 	seq := 0
 	var nbytes int64
 	var nfiles int
@@ -361,42 +453,129 @@ func (p *Plan) read(ctx context.Context, pool <-chan *job, jobs chan<- *job) err
 	send := func(j *job) {
 		j.seq = seq
 		seq++
-		if j.file != nil {
+		switch {
+		case j.pre && j.file != nil:
+			nbytes += j.plain
+		case j.file != nil && !j.cacheOnly:
 			nbytes += int64(len(j.buf))
 		}
 		j.nbytes, j.nfiles = nbytes, nfiles
 		nbytes, nfiles = 0, 0
 		jobs <- j
 	}
-	var fragJob *job
-	for _, it := range p.items {
-		if it.file == nil {
-			send(fragJob)
-			fragJob = nil
-			continue
+	open := map[int]*job{} // fragment blocks being filled
+	var (
+		unit   *unitPlan  // the current unit
+		hit    CacheEntry // the entry it comes from
+		words  int        // blocks of it used so far
+		record bool
+	)
+	defer func() {
+		if hit != nil {
+			hit.Close()
 		}
-		f := it.file
-		if f.frag >= 0 && fragJob == nil {
+	}()
+	// fromCache sends the next block of the entry (unless skip).
+	fromCache := func(u *unitPlan, f *fileData, frag int, plain int64, skip bool) error {
+		t := u.entry
+		w, off := t.words[words], t.offs[words]
+		words++
+		if skip {
+			return nil
+		}
+		j, err := get()
+		if err != nil {
+			return err
+		}
+		j.file, j.frag, j.pre, j.word, j.plain = f, frag, true, w, plain
+		n := int(w &^ dataRaw)
+		if cap(j.out) < n {
+			j.out = make([]byte, p.blockSize)
+		}
+		j.out = j.out[:n]
+		if _, err := hit.ReadAt(j.out, off); err != nil {
+			return fmt.Errorf("squashfs: read the cache entry of %s: %w", u.path, err)
+		}
+		send(j)
+		return nil
+	}
+	for _, it := range p.items {
+		switch {
+		case it.start != nil:
+			u := it.start
+			unit, hit, words, record = u, nil, 0, p.opts.Cache != nil
+			damaged := "" // warned about by the writer, which makes every warning of Write
+			if u.entry != nil {
+				e, err := p.reopenEntry(u)
+				if err == nil {
+					hit, record = e, false
+				} else {
+					damaged = fmt.Sprintf("cache entry of %s ignored, compressing it: %v", u.path, err)
+				}
+			}
 			j, err := get()
 			if err != nil {
 				return err
 			}
-			j.file, j.frag = nil, f.frag
-			fragJob = j
-		}
-		if err := p.readFile(f, get, send, fragJob); err != nil {
-			return err
-		}
-		nfiles++
-		if f.frag >= 0 {
-			nbytes += f.size % int64(p.blockSize) // the tail, reported with its fragment
+			j.file, j.frag, j.start, j.hit, j.record, j.damaged = nil, -1, u, hit != nil, record, damaged
+			send(j)
+		case it.end != nil:
+			if hit != nil {
+				hit.Close()
+				hit = nil
+			}
+			j, err := get()
+			if err != nil {
+				return err
+			}
+			j.file, j.frag, j.end = nil, -1, it.end
+			send(j)
+		case it.file == nil && hit != nil:
+			if err := fromCache(unit, nil, it.frag, 0, false); err != nil {
+				return err
+			}
+		case it.file == nil:
+			send(open[it.frag])
+			delete(open, it.frag)
+		case hit != nil:
+			f := it.file
+			for b := range f.blocks {
+				if err := fromCache(f.unit, f, -1, p.blockLen(f, b), f.blocksFrom != nil); err != nil {
+					return err
+				}
+			}
+			nfiles++
+			if f.frag >= 0 {
+				nbytes += f.size % int64(p.blockSize)
+			}
+		default:
+			f := it.file
+			if f.frag >= 0 && open[f.frag] == nil {
+				j, err := get()
+				if err != nil {
+					return err
+				}
+				j.file, j.frag, j.buf = nil, f.frag, j.buf[:0]
+				open[f.frag] = j
+			}
+			if err := iw.readFile(f, get, send, open[f.frag], record); err != nil {
+				return err
+			}
+			nfiles++
+			if f.frag >= 0 {
+				nbytes += f.size % int64(p.blockSize) // the tail, reported with its fragment
+			}
 		}
 	}
 	return nil
 }
 
-func (p *Plan) readFile(f *fileData, get func() (*job, error), send func(*job), fragJob *job) error {
-	var r io.Reader
+// readFile reads f's blocks and sends them, and puts its tail into
+// fragJob. The data blocks of a file that uses an earlier copy's are
+// skipped, or read for the cache entry only when record is set.
+func (iw *writer) readFile(f *fileData, get func() (*job, error), send func(*job), fragJob *job, record bool) error {
+	p := iw.p
+	var r io.ReadSeeker
 	if f.node.Content != nil {
 		r = bytes.NewReader(f.node.Content)
 	} else {
@@ -407,21 +586,30 @@ func (p *Plan) readFile(f *fileData, get func() (*job, error), send func(*job), 
 		defer fh.Close()
 		r = fh
 	}
+	skip := f.blocksFrom != nil && !record
 	var h hash.Hash
-	if len(f.hash) > 0 {
+	if !skip && (f.full || record) {
 		h = sha256.New()
 	}
 	changed := func(what string) error {
 		return fmt.Errorf("squashfs: %s: %s while the image was written (from %s): %w", f.path, what, f.node.HostPath, ErrChanged)
 	}
 	left := f.size
-	for b := 0; b < f.blocks; b++ {
+	if skip {
+		n := min(f.size, int64(f.blocks)*int64(p.blockSize))
+		if _, err := r.Seek(n, io.SeekStart); err != nil {
+			return fmt.Errorf("squashfs: %s: %w", f.path, err)
+		}
+		left -= n
+	}
+	for b := 0; b < f.blocks && !skip; b++ {
 		n := min(int64(p.blockSize), left)
 		j, err := get()
 		if err != nil {
 			return err
 		}
-		j.file, j.buf = f, j.buf[:n]
+		j.file, j.frag, j.buf = f, -1, j.buf[:n]
+		j.cacheOnly = f.blocksFrom != nil
 		if _, err := io.ReadFull(r, j.buf); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return changed("file shrank")
@@ -452,8 +640,15 @@ func (p *Plan) readFile(f *fileData, get func() (*job, error), send func(*job), 
 	if n, _ := r.Read(one[:]); n > 0 {
 		return changed("file grew")
 	}
-	if h != nil && !bytes.Equal(h.Sum(nil), f.hash) {
+	if h == nil {
+		return nil
+	}
+	sum := h.Sum(nil)
+	if f.full && !bytes.Equal(sum, f.hash) {
 		return changed("file changed")
+	}
+	if iw.hashes != nil {
+		iw.hashes[f.id] = sum
 	}
 	return nil
 }

@@ -43,6 +43,7 @@ func storeImageFlags() []cli.Flag {
 		processorsFlag("compress"),
 		&cli.Int64Flag{Name: "mkfs-time", Usage: "image time, `SECONDS` since 1970 (default: SOURCE_DATE_EPOCH, else derived from the input)"},
 		&cli.StringFlag{Name: "compress", Value: "none", Usage: "compression of the appended initrd segment: none, zstd, gzip or xz"},
+		cacheFlag(),
 	}
 }
 
@@ -116,6 +117,9 @@ func storeImageOptionsFromFlags(c *cli.Context, u *ui) (builder.InitrdOptions, e
 		return builder.InitrdOptions{}, err
 	}
 	img.Progress = imageProgress(u, "image: ")
+	if err := useCache(c, u, &img); err != nil {
+		return builder.InitrdOptions{}, err
+	}
 	segComp, err := initrd.ParseCompression(c.String("compress"))
 	if err != nil {
 		return builder.InitrdOptions{}, usageErrorf("--compress: %v", err)

@@ -26,6 +26,7 @@ func squashfsCommand() *cli.Command {
 		&cli.BoolFlag{Name: "no-fragments", Usage: "store small files and tails in blocks of their own"},
 		&cli.BoolFlag{Name: "no-duplicates", Usage: "do not look for identical files: store each in full"},
 		&cli.BoolFlag{Name: "no-hardlinks", Usage: "store each hard link as a file of its own"},
+		cacheFlag(),
 	}
 	return &cli.Command{
 		Name:      "squashfs",
@@ -104,7 +105,7 @@ func runSquashfs(c *cli.Context) error {
 		if err != nil || m > 0o7777 {
 			return usageErrorf("squashfs: --root-mode %q is not an octal mode such as 0755", s)
 		}
-		opts.RootMode = uint16(m)
+		opts.RootMode, opts.SetRootMode = uint16(m), true
 	}
 	mkfs, err := mkfsTime(c)
 	if err != nil {
@@ -119,6 +120,9 @@ func runSquashfs(c *cli.Context) error {
 		}
 	}
 	opts.Progress = imageProgress(u, "")
+	if err := useCache(c, u, &opts); err != nil {
+		return err
+	}
 	job.Options = opts
 	u.Debugf("compressor %q, encoder %s, %d processors", opts.Compressor.String(), opts.Compressor.EncoderName(), opts.Processors)
 	out := c.String("output")
@@ -128,6 +132,9 @@ func runSquashfs(c *cli.Context) error {
 		return err
 	}
 	u.Debugf("%d inodes, %d data blocks, %d sparse blocks, %d fragment blocks", st.Inodes, st.DataBlocks, st.SparseBlocks, st.Fragments)
+	if s := builder.CacheSummary(st); s != "" {
+		u.Debugf("%s", s)
+	}
 	u.Infof("%s: %s from %s in %d files, %d directories (ratio %.3f); %d duplicate files (%s) stored once; %s",
 		out, humanBytes(st.OutputBytes), humanBytes(st.InputBytes), st.Files, st.Dirs, float64(st.OutputBytes)/float64(max(st.InputBytes, 1)),
 		st.Duplicates, humanBytes(st.DuplicateBytes), time.Since(start).Round(time.Millisecond))
