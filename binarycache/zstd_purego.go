@@ -1,0 +1,20 @@
+//go:build !cgo
+
+package binarycache
+
+import (
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// Without cgo, zstd is github.com/klauspost/compress, whose four speeds
+// stand for libzstd's levels as zstd.EncoderLevelFromZstd maps them. The
+// bytes differ from a cgo build's.
+const zstdEncoderName = "github.com/klauspost/compress/zstd (pure Go, CGO_ENABLED=0)"
+
+func newZstdWriter(w io.Writer, level int) (io.WriteCloser, error) {
+	return zstd.NewWriter(w,
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(1))
+}
