@@ -3,6 +3,7 @@ package binarycache_test
 import (
 	"context"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -180,4 +181,125 @@ func corruptOneFile(t testing.TB, dir string) {
 	if err := os.Chmod(victim, st.Mode().Perm()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// nbimg's cache and `nix copy --to file://` agree: with compression=none
+// every file is byte for byte the same (signatures included: ed25519 is
+// deterministic); with xz only the compressed files and the fields naming
+// them (URL, FileHash, FileSize) differ, and Nix substitutes from nbimg's
+// xz cache.
+func TestNixCopyCompare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nix copy")
+	}
+	testutil.Tool(t, "nix", "nix-bin")
+	f, sk, pub, closure := nixSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// Uncompressed, the whole closure; with xz (nix copy's is slow), a
+	// small one with a self-reference: kexec-tools and busybox, or
+	// fixture-tree's on a host without kexec.
+	small := ""
+	for _, p := range closure.Paths {
+		if strings.HasSuffix(p.Path, "-kexec-tools") || small == "" && strings.HasSuffix(p.Path, "-fixture-tree-1.0") {
+			small = p.Path
+		}
+	}
+	if small == "" {
+		t.Fatal("no kexec-tools or fixture-tree-1.0 in the fixture closure")
+	}
+	// From the Nix database, which knows the derivers.
+	full, err := builder.NixStoreClosure(ctx, []string{f.Toplevel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := builder.NixStoreClosure(ctx, []string{small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skFile := filepath.Join(t.TempDir(), "key.secret")
+	if err := os.WriteFile(skFile, []byte(sk.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []binarycache.Compression{binarycache.None, binarycache.XZ} {
+		t.Run(string(c), func(t *testing.T) {
+			cl, root := full, f.Toplevel
+			if c == binarycache.XZ {
+				cl, root = sub, small
+			}
+			ours, theirs := filepath.Join(t.TempDir(), "nbimg"), filepath.Join(t.TempDir(), "nix")
+			if _, err := binarycache.Write(ctx, ours, closurePaths(cl), binarycache.Options{Compression: c, Keys: []binarycache.SecretKey{sk}, WriteNAR: builder.WriteNAR}); err != nil {
+				t.Fatal(err)
+			}
+			if err := cachecheck.NixCopy(ctx, theirs, string(c), skFile, root); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range cl.Paths {
+				hp := path.Base(p.Path)[:32] + ".narinfo"
+				a, err := os.ReadFile(filepath.Join(ours, hp))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := os.ReadFile(filepath.Join(theirs, hp))
+				if err != nil {
+					t.Fatal(err)
+				}
+				na, err := binarycache.ParseNarInfo(a, "/nix/store")
+				if err != nil {
+					t.Fatal(err)
+				}
+				nb, err := binarycache.ParseNarInfo(b, "/nix/store")
+				if err != nil {
+					t.Fatalf("nix copy's narinfo: %v\n%s", err, b)
+				}
+				if nb.Deriver == "" || len(nb.Sigs) != 1 {
+					t.Fatalf("nix copy's narinfo has no deriver or not one signature:\n%s", b)
+				}
+				if c == binarycache.None {
+					if string(a) != string(b) {
+						t.Fatalf("%s differs:\nnbimg:\n%s\nnix copy:\n%s", hp, a, b)
+					}
+					if !filesEqual(t, filepath.Join(ours, na.URL), filepath.Join(theirs, nb.URL)) {
+						t.Fatalf("%s: NAR files differ", p.Path)
+					}
+					continue
+				}
+				if !nb.SignedBy(sk.Public()) || !na.SignedBy(sk.Public()) {
+					t.Fatalf("a signature does not verify:\n%s\n%s", a, b)
+				}
+				if na.FileHash == nb.FileHash || na.URL == nb.URL {
+					t.Logf("%s: xz files are the same", p.Path)
+				}
+				na.URL, na.FileHash, na.FileSize = nb.URL, nb.FileHash, nb.FileSize
+				if string(na.Bytes()) != string(b) {
+					t.Fatalf("%s differs beyond the compressed file:\nnbimg:\n%s\nnix copy:\n%s", hp, a, b)
+				}
+				if !slices.Equal(decompress(t, ours, readNarInfo(t, ours, p.Path)), decompress(t, theirs, readNarInfo(t, theirs, p.Path))) {
+					t.Fatalf("%s: NARs differ", p.Path)
+				}
+			}
+			if c == binarycache.XZ {
+				client := &cachecheck.Client{Root: t.TempDir(), Substituter: "file://" + ours, TrustedKeys: []string{pub}}
+				if _, err := client.Realise(ctx, root); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := client.Verify(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func filesEqual(t testing.TB, a, b string) bool {
+	t.Helper()
+	da, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(da) == string(db)
 }
