@@ -12,12 +12,12 @@ import (
 
 	"github.com/nbimg/nbimg/binarycache"
 	"github.com/nbimg/nbimg/binarycache/cachecheck"
-	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/nixstore"
 )
 
 // closurePaths converts a closure for Write.
-func closurePaths(c *builder.Closure) []binarycache.Path {
+func closurePaths(c *nixstore.Closure) []binarycache.Path {
 	out := make([]binarycache.Path, len(c.Paths))
 	for i, p := range c.Paths {
 		out[i] = binarycache.Path{StorePath: p.Path, HostPath: c.HostPath(p.Path), NarHash: p.NarHash, NarSize: p.NarSize, References: p.References, Deriver: p.Deriver}
@@ -26,7 +26,7 @@ func closurePaths(c *builder.Closure) []binarycache.Path {
 }
 
 // nixSetup finds Nix and the fixture and makes a key pair with Nix.
-func nixSetup(t *testing.T) (f *testutil.Fixture, sk binarycache.SecretKey, pub string, closure *builder.Closure) {
+func nixSetup(t *testing.T) (f *testutil.Fixture, sk binarycache.SecretKey, pub string, closure *nixstore.Closure) {
 	t.Helper()
 	testutil.Tool(t, "nix-store", "nix-bin")
 	f = testutil.LoadFixture(t)
@@ -45,7 +45,7 @@ func nixSetup(t *testing.T) (f *testutil.Fixture, sk binarycache.SecretKey, pub 
 	if pk.String() != sk.Public().String() {
 		t.Fatalf("Nix's public key %s is not the public half of its secret key (%s)", pk, sk.Public())
 	}
-	closure, err = builder.Load(context.Background(), builder.Input{Closure: f.ClosureDir})
+	closure, err = nixstore.Load(context.Background(), nixstore.Input{Closure: f.ClosureDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestNixSubstitutes(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
 	start := time.Now()
 	// zstd at a fast level: xz is read by Nix in TestNixCopyCompare.
-	m, err := binarycache.Write(ctx, dir, closurePaths(closure), binarycache.Options{Compression: binarycache.Zstd, Level: 3, Keys: []binarycache.SecretKey{sk}, WriteNAR: builder.WriteNAR})
+	m, err := binarycache.Write(ctx, dir, closurePaths(closure), binarycache.Options{Compression: binarycache.Zstd, Level: 3, Keys: []binarycache.SecretKey{sk}, WriteNAR: nixstore.WriteNAR})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,11 +209,11 @@ func TestNixCopyCompare(t *testing.T) {
 		t.Fatal("no kexec-tools or fixture-tree-1.0 in the fixture closure")
 	}
 	// From the Nix database, which knows the derivers.
-	full, err := builder.NixStoreClosure(ctx, []string{f.Toplevel})
+	full, err := nixstore.NixStoreClosure(ctx, []string{f.Toplevel})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := builder.NixStoreClosure(ctx, []string{small})
+	sub, err := nixstore.NixStoreClosure(ctx, []string{small})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestNixCopyCompare(t *testing.T) {
 				cl, root = sub, small
 			}
 			ours, theirs := filepath.Join(t.TempDir(), "nbimg"), filepath.Join(t.TempDir(), "nix")
-			if _, err := binarycache.Write(ctx, ours, closurePaths(cl), binarycache.Options{Compression: c, Keys: []binarycache.SecretKey{sk}, WriteNAR: builder.WriteNAR}); err != nil {
+			if _, err := binarycache.Write(ctx, ours, closurePaths(cl), binarycache.Options{Compression: c, Keys: []binarycache.SecretKey{sk}, WriteNAR: nixstore.WriteNAR}); err != nil {
 				t.Fatal(err)
 			}
 			if err := cachecheck.NixCopy(ctx, theirs, string(c), skFile, root); err != nil {

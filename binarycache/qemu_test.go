@@ -15,10 +15,10 @@ import (
 
 	"github.com/nbimg/nbimg/binarycache"
 	"github.com/nbimg/nbimg/binarycache/cachecheck"
-	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/initrd"
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/nixstore"
 )
 
 // The "NixOS on Clients" flow, end to end: a client boots the fixture's
@@ -61,7 +61,7 @@ func TestQEMUSubstitutingBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closure2, err := builder.NixStoreClosure(ctx, []string{top2})
+	closure2, err := nixstore.NixStoreClosure(ctx, []string{top2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestQEMUSubstitutingBoot(t *testing.T) {
 	}
 
 	dir := filepath.Join(t.TempDir(), "cache")
-	o := binarycache.Options{Compression: binarycache.Zstd, Level: 3, Keys: []binarycache.SecretKey{sk}, WriteNAR: builder.WriteNAR}
+	o := binarycache.Options{Compression: binarycache.Zstd, Level: 3, Keys: []binarycache.SecretKey{sk}, WriteNAR: nixstore.WriteNAR}
 	if _, err := binarycache.Write(ctx, dir, closurePaths(closure), o); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/nbimg/nbimg/binarycache"
-	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 )
 
 // store is a small synthetic store: a, b refers to a, c refers to a, b and
@@ -31,7 +31,7 @@ type store struct {
 
 func fakeStorePath(name string) string {
 	sum := sha256.Sum256([]byte(name))
-	return "/nix/store/" + builder.Nix32Encode(sum[:20]) + "-" + name
+	return "/nix/store/" + nixstore.Nix32Encode(sum[:20]) + "-" + name
 }
 
 func newStore(t testing.TB) *store {
@@ -49,7 +49,7 @@ func newStore(t testing.TB) *store {
 		t.Fatal(err)
 	}
 	for sp, p := range s.paths {
-		h, n, err := builder.NarHash(s.host(sp))
+		h, n, err := nixstore.NarHash(s.host(sp))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func decompress(t testing.TB, dir string, n *binarycache.NarInfo) []byte {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
-	if got := "sha256:" + builder.Nix32Encode(sum[:]); got != n.FileHash || uint64(len(data)) != n.FileSize {
+	if got := "sha256:" + nixstore.Nix32Encode(sum[:]); got != n.FileHash || uint64(len(data)) != n.FileSize {
 		t.Fatalf("%s: file hash %s size %d, narinfo says %s %d", n.URL, got, len(data), n.FileHash, n.FileSize)
 	}
 	if want := "nar/" + strings.TrimPrefix(n.FileHash, "sha256:"); !strings.HasPrefix(n.URL, want+".nar") {
@@ -140,7 +140,7 @@ func decompress(t testing.TB, dir string, n *binarycache.NarInfo) []byte {
 }
 
 func opts(c binarycache.Compression, workers int, keys ...binarycache.SecretKey) binarycache.Options {
-	return binarycache.Options{Compression: c, Workers: workers, Keys: keys, WriteNAR: builder.WriteNAR}
+	return binarycache.Options{Compression: c, Workers: workers, Keys: keys, WriteNAR: nixstore.WriteNAR}
 }
 
 func TestWrite(t *testing.T) {
@@ -166,11 +166,11 @@ func TestWrite(t *testing.T) {
 			for _, p := range s.closure("a", "b-1.0", "c") {
 				n := readNarInfo(t, dir, p.StorePath)
 				var want bytes.Buffer
-				if err := builder.WriteNAR(&want, p.HostPath); err != nil {
+				if err := nixstore.WriteNAR(&want, p.HostPath); err != nil {
 					t.Fatal(err)
 				}
 				if got := decompress(t, dir, n); !bytes.Equal(got, want.Bytes()) {
-					t.Fatalf("%s: NAR differs from builder.WriteNAR's", p.StorePath)
+					t.Fatalf("%s: NAR differs from nixstore.WriteNAR's", p.StorePath)
 				}
 				if n.StorePath != p.StorePath || n.NarHash != p.NarHash || n.NarSize != p.NarSize || n.Compression != string(c) {
 					t.Fatalf("narinfo %+v for %+v", n, p)
@@ -414,10 +414,9 @@ func TestWriteErrors(t *testing.T) {
 		name string
 		o    binarycache.Options
 	}{
-		{"no NAR writer", binarycache.Options{}},
-		{"level for xz", binarycache.Options{WriteNAR: builder.WriteNAR, Level: 3}},
-		{"zstd level 23", binarycache.Options{WriteNAR: builder.WriteNAR, Compression: binarycache.Zstd, Level: 23}},
-		{"unknown compression", binarycache.Options{WriteNAR: builder.WriteNAR, Compression: "bzip2"}},
+		{"level for xz", binarycache.Options{WriteNAR: nixstore.WriteNAR, Level: 3}},
+		{"zstd level 23", binarycache.Options{WriteNAR: nixstore.WriteNAR, Compression: binarycache.Zstd, Level: 23}},
+		{"unknown compression", binarycache.Options{WriteNAR: nixstore.WriteNAR, Compression: "bzip2"}},
 		{"same key twice", opts(binarycache.XZ, 1, testKey(t, "k"), testKey(t, "k"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
