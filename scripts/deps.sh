@@ -20,6 +20,8 @@ packages=(
 	qemu-system-arm qemu-efi-aarch64
 	# the closureInfo oracle's builder (internal/check/closureinfo.nix)
 	jq
+	# binary-cache QEMU acceptance: the client's ext4 disk (mkfs.ext4)
+	e2fsprogs
 )
 
 missing=()
