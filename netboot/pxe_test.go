@@ -250,7 +250,7 @@ func TestDnsmasqOddTFTPRoots(t *testing.T) {
 		if err := os.WriteFile(conf, text, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		testutil.CheckDnsmasq(t, conf)
+		check.Dnsmasq(t, conf)
 		got, log := testutil.DnsmasqTFTPRoot(t, conf)
 		if !strings.HasPrefix(got, dir+" ") && got != dir {
 			t.Errorf("%q: dnsmasq serves %q, want %q\n%s\n%s", name, got, dir, text, log)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nbimg/nbimg/internal/check"
 	"github.com/nbimg/nbimg/internal/hostile"
 	"github.com/nbimg/nbimg/internal/testutil"
 )
@@ -373,7 +374,7 @@ func TestHostileOddPaths(t *testing.T) {
 				t.Errorf("%s -o %q: %v", c.name, out, err)
 			}
 			if c.name == "pxe" && r.Code == 0 {
-				testutil.CheckDnsmasq(t, filepath.Join(out, "dnsmasq.conf"))
+				check.Dnsmasq(t, filepath.Join(out, "dnsmasq.conf"))
 			}
 			if len(n) == 255 {
 				if err := os.RemoveAll(out); err != nil {
