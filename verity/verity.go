@@ -153,6 +153,9 @@ func (p Params) Validate() error {
 	return nil
 }
 
+// DataBlocksBytes is the size of the data the tree covers, in bytes.
+func (p Params) DataBlocksBytes() int64 { return int64(p.DataBlocks) * BlockSize }
+
 // Sectors is the size of the verity device in 512-byte sectors.
 func (p Params) Sectors() uint64 { return p.DataBlocks * sectorsPerBlk }
 
