@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,17 +15,12 @@ import (
 	"github.com/nbimg/nbimg/stage0"
 )
 
-// buildStage0 compiles cmd/nbimg-stage0 static, as nbimg does for the
-// segment.
-func buildStage0(t *testing.T) []byte {
+// stage0ForTest gets the stage-0 program the way nbimg does when it is
+// not installed beside nbimg: built from the checkout with the Go
+// toolchain.
+func stage0ForTest(t *testing.T) []byte {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "stage0")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/nbimg/nbimg/cmd/nbimg-stage0")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building stage 0: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
+	b, err := Stage0(t.Context(), Stage0Options{GOARCH: "amd64", CacheDir: t.TempDir(), Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +134,7 @@ func TestBootNBD(t *testing.T) {
 	qemu.Require(t)
 	f := testutil.LoadFixture(t)
 	f.RequireReference(t)
-	bin := buildStage0(t)
+	bin := stage0ForTest(t)
 	img := prepareImage(t, f.RefSquashfs, 320<<20)
 	if out, ok := testutil.VerityVerify(t, img.path, img.path, img.verity.Tree.RootHex(), img.verity.DataSize); !ok {
 		t.Fatalf("veritysetup verify rejects the image:\n%s", out)
@@ -225,7 +219,7 @@ func TestBootNBDTampered(t *testing.T) {
 	qemu.Require(t)
 	f := testutil.LoadFixture(t)
 	f.RequireReference(t)
-	bin := buildStage0(t)
+	bin := stage0ForTest(t)
 	img := prepareImage(t, f.RefSquashfs, 0)
 	srv := qemu.ServeNbdkit(t, img.path)
 	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 60)
@@ -252,7 +246,7 @@ func TestBootHTTP(t *testing.T) {
 	qemu.Require(t)
 	f := testutil.LoadFixture(t)
 	f.RequireReference(t)
-	bin := buildStage0(t)
+	bin := stage0ForTest(t)
 	img := prepareImage(t, f.RefSquashfs, 0)
 	srv := qemu.ServeHTTPLater(t, filepath.Dir(img.path), filepath.Base(img.path), 25*time.Second)
 	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 300)
@@ -273,7 +267,7 @@ func TestBootHTTPTampered(t *testing.T) {
 	qemu.Require(t)
 	f := testutil.LoadFixture(t)
 	f.RequireReference(t)
-	bin := buildStage0(t)
+	bin := stage0ForTest(t)
 	img := prepareImage(t, f.RefSquashfs, 0)
 	ird, _ := netInitrd(t, f, bin, img, "http://"+qemu.GuestHost+":1/placeholder", 60)
 	srv := qemu.ServeHTTPLater(t, filepath.Dir(img.path), filepath.Base(img.path), 0)
