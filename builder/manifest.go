@@ -30,6 +30,9 @@ type Manifest struct {
 	Entries []ManifestEntry `json:"entries,omitempty"`
 	// Pi describes a Raspberry Pi network image (pi-netimage).
 	Pi *ManifestPi `json:"pi,omitempty"`
+	// Store describes the store image served over the network
+	// (--store-url).
+	Store *ManifestStore `json:"store,omitempty"`
 }
 
 // ManifestPi describes a Raspberry Pi network image.

@@ -237,7 +237,7 @@ func TestBootNBDTampered(t *testing.T) {
 }
 
 // TestBootHTTP boots with the store fetched over HTTP from python3's
-// http.server, started 25 s after the guest, with the full content
+// http.server, started 30 s after the guest, with the full content
 // check; the console shows stage 0 waiting for the server.
 func TestBootHTTP(t *testing.T) {
 	if testing.Short() {
@@ -248,8 +248,9 @@ func TestBootHTTP(t *testing.T) {
 	f.RequireReference(t)
 	bin := stage0ForTest(t)
 	img := prepareImage(t, f.RefSquashfs, 0)
-	srv := qemu.ServeHTTPLater(t, filepath.Dir(img.path), filepath.Base(img.path), 25*time.Second)
+	srv := qemu.NewHTTPServer(t, filepath.Dir(img.path), filepath.Base(img.path))
 	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 300)
+	srv.StartHTTP(t, 30*time.Second)
 	res := qemu.BootT(t, bootConfig(f, ird, "", 512))
 	for _, want := range []string{"waiting for " + srv.GuestURL, "sha256 matches"} {
 		if !bytes.Contains(res.Console, []byte(want)) {

@@ -28,6 +28,7 @@ type StoreServer struct {
 	// QEMU's user network.
 	HostURL, GuestURL string
 
+	dir  string // served by HTTP
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	log  bytes.Buffer
@@ -116,22 +117,38 @@ func newNBD(port int, export string) *StoreServer {
 // booted before its server exists. name is the image's file name in dir.
 func ServeHTTPLater(t testing.TB, dir, name string, delay time.Duration) *StoreServer {
 	t.Helper()
-	bin := testutil.Tool(t, "python3", "python3")
+	s := NewHTTPServer(t, dir, name)
+	s.StartHTTP(t, delay)
+	return s
+}
+
+// NewHTTPServer returns an HTTP store server for dir with its port and
+// URLs chosen but not started: start it with StartHTTP.
+func NewHTTPServer(t testing.TB, dir, name string) *StoreServer {
+	t.Helper()
+	testutil.Tool(t, "python3", "python3")
 	port := FreePort(t)
-	s := &StoreServer{
+	return &StoreServer{
 		Port:     port,
 		HostURL:  fmt.Sprintf("http://127.0.0.1:%d/%s", port, name),
 		GuestURL: fmt.Sprintf("http://%s:%d/%s", GuestHost, port, name),
+		dir:      dir,
 	}
-	cmd := exec.Command(bin, "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir, strconv.Itoa(port))
+}
+
+// StartHTTP starts python3's http.server after delay (0: now, and waits
+// until it listens).
+func (s *StoreServer) StartHTTP(t testing.TB, delay time.Duration) {
+	t.Helper()
+	bin := testutil.Tool(t, "python3", "python3")
+	cmd := exec.Command(bin, "-m", "http.server", "--bind", "127.0.0.1", "--directory", s.dir, strconv.Itoa(s.Port))
 	if delay == 0 {
 		s.start(t, cmd)
 		s.waitPort(t)
-		return s
+		return
 	}
 	timer := time.AfterFunc(delay, func() { s.start(t, cmd) })
 	t.Cleanup(func() { timer.Stop() })
-	return s
 }
 
 func (s *StoreServer) start(t testing.TB, cmd *exec.Cmd) {
