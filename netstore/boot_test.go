@@ -125,8 +125,9 @@ func bootConfig(f *testutil.Fixture, initrdPath, extra string, memMiB int) qemu.
 
 // TestBootNBD boots the fixture with its store over NBD through
 // dm-verity, the image (padded past its filesystem to 320 MiB) larger
-// than the guest's 256 MiB of RAM, served by nbdkit with the full
-// content check and by nbd-server with the quick one.
+// than the guest's 256 MiB of RAM, served by nbdkit, with stage 2's full
+// content check. (cmd/nbimg's tests boot what `nbimg netboot
+// --store-url` writes, over nbd-server and HTTP.)
 func TestBootNBD(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU boot")
@@ -145,7 +146,6 @@ func TestBootNBD(t *testing.T) {
 		check string
 	}{
 		{"nbdkit", qemu.ServeNbdkit, ""},
-		{"nbd-server", qemu.ServeNBDServer, "fixture.check=none"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := c.serve(t, img.path)
@@ -233,29 +233,6 @@ func TestBootNBDTampered(t *testing.T) {
 	}
 	if strings.Contains(console, "stage-2") || strings.Contains(console, f.Marker) {
 		t.Error("stage 2 ran on a tampered image")
-	}
-}
-
-// TestBootHTTP boots with the store fetched over HTTP from python3's
-// http.server, started 30 s after the guest, with the full content
-// check; the console shows stage 0 waiting for the server.
-func TestBootHTTP(t *testing.T) {
-	if testing.Short() {
-		t.Skip("QEMU boot")
-	}
-	qemu.Require(t)
-	f := testutil.LoadFixture(t)
-	f.RequireReference(t)
-	bin := stage0ForTest(t)
-	img := prepareImage(t, f.RefSquashfs, 0)
-	srv := qemu.NewHTTPServer(t, filepath.Dir(img.path), filepath.Base(img.path))
-	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 300)
-	srv.StartHTTP(t, 30*time.Second)
-	res := qemu.BootT(t, bootConfig(f, ird, "", 512))
-	for _, want := range []string{"waiting for " + srv.GuestURL, "sha256 matches"} {
-		if !bytes.Contains(res.Console, []byte(want)) {
-			t.Errorf("console lacks %q", want)
-		}
 	}
 }
 

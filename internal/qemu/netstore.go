@@ -62,8 +62,14 @@ func ServeNbdkit(t testing.TB, image string) *StoreServer {
 // export "store".
 func ServeNBDServer(t testing.TB, image string) *StoreServer {
 	t.Helper()
+	return ServeNBDServerOn(t, image, FreePort(t))
+}
+
+// ServeNBDServerOn is ServeNBDServer on a given port (from FreePort), for
+// tests that must know the URL before the image exists.
+func ServeNBDServerOn(t testing.TB, image string, port int) *StoreServer {
+	t.Helper()
 	bin := testutil.Tool(t, "nbd-server", "nbd-server")
-	port := FreePort(t)
 	s := newNBD(port, "store")
 	abs, err := filepath.Abs(image)
 	if err != nil {
