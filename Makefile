@@ -17,6 +17,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/nbimg
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(dir $(BIN))nbimg-stage0 ./cmd/nbimg-stage0
 
 # Installs the Debian packages the checkers need (as root), or names them.
 deps:
