@@ -3,6 +3,7 @@ package netstore
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -257,5 +258,30 @@ func TestBootHTTPTampered(t *testing.T) {
 	}
 	if strings.Contains(console, "stage-1") {
 		t.Error("the system's stage 1 started with a tampered image")
+	}
+}
+
+// TestBootGiveUp points stage 0 at an NBD server that never comes: it
+// prints a waiting line every few seconds, gives up after
+// nbimg.giveup=15 seconds with a line naming the URL, and the kernel
+// panics (PID 1 exits), which panic=N turns into a reboot.
+func TestBootGiveUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot")
+	}
+	qemu.Require(t)
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	bin := stage0ForTest(t)
+	img := prepareImage(t, f.RefSquashfs, 0)
+	url := fmt.Sprintf("nbd://%s:%d/store", qemu.GuestHost, qemu.FreePort(t))
+	ird, _ := netInitrd(t, f, bin, img, url, 600)
+	c := bootConfig(f, ird, "nbimg.giveup=15", 256)
+	c.FailMarkers = nil // wait for the panic
+	console := bootFails(t, c)
+	for _, want := range []string{"waiting for " + url, "FAILED: gave up on " + url + " after 15s", qemu.PanicMarker} {
+		if !strings.Contains(console, want) {
+			t.Errorf("console lacks %q:\n%s", want, qemu.Tail([]byte(console), 20))
+		}
 	}
 }
