@@ -103,7 +103,7 @@ func Main(args []string) error {
 	if s.URL, err = ParseURL(cfg.URL); err != nil {
 		return err
 	}
-	if (s.URL.Scheme == "nbd") != (cfg.Verity != nil) && s.URL.Scheme == "nbd" {
+	if s.URL.Scheme == "nbd" && cfg.Verity == nil {
 		return fmt.Errorf("%s: this image has no dm-verity parameters for NBD", cfg.URL)
 	}
 	ctx := context.Background()
