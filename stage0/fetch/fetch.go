@@ -4,7 +4,8 @@
 //
 // A failed attempt (connection refused, a dropped transfer, a 5xx) is
 // retried with backoff, resuming with a Range request when the server
-// honours it and from the start otherwise, until the give-up time passes.
+// honours it and from the start otherwise, until the give-up time passes
+// without a byte arriving.
 // A hash or size mismatch is not retried: the server has the wrong image.
 package fetch
 
@@ -104,6 +105,11 @@ func Fetch(ctx context.Context, o Options) error {
 	lastNote := time.Time{}
 	for attempt := 0; ; attempt++ {
 		n, err := o.attempt(ctx, f, h, have)
+		if n > have {
+			// Progress: the give-up time counts from the last byte.
+			start = o.Now()
+			attempt = 0
+		}
 		have = n
 		if err == nil {
 			break

@@ -157,3 +157,36 @@ func TestFetchPythonLate(t *testing.T) {
 		t.Errorf("content differs (%v)", err)
 	}
 }
+
+// TestFetchProgressKeepsTrying: a server that drops every transfer after
+// a few bytes is retried past the give-up time as long as bytes arrive.
+func TestFetchProgressKeepsTrying(t *testing.T) {
+	img, sum := image(50000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var from int
+		if rng := r.Header.Get("Range"); rng != "" {
+			if _, err := fmt.Sscanf(rng, "bytes=%d-", &from); err != nil {
+				http.Error(w, "bad range", http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(img)-1, len(img)))
+			w.Header().Set("Content-Length", fmt.Sprint(len(img)-from))
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.Header().Set("Content-Length", fmt.Sprint(len(img)))
+		}
+		end := min(from+10000, len(img))
+		w.Write(img[from:end]) //nolint:errcheck // the client sees the short body
+		if end < len(img) {
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	defer srv.Close()
+	now := time.Unix(0, 0)
+	o := Options{URL: srv.URL, Size: int64(len(img)), SHA256: sum, Dest: filepath.Join(t.TempDir(), "img"),
+		GiveUp: 15 * time.Second, Now: func() time.Time { return now },
+		Sleep: func(ctx context.Context, d time.Duration) error { now = now.Add(10 * time.Second); return nil }}
+	if err := Fetch(context.Background(), o); err != nil {
+		t.Fatalf("%v (after %s of fake time)", err, now.Sub(time.Unix(0, 0)))
+	}
+}
