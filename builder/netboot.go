@@ -113,7 +113,10 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 		m.Inputs.Kernel = kernel
 		m.Inputs.Initrd = strings.Join(o.Bases, " ")
 		m.Inputs.Cmdline = t.cmdline
-		m.Store = store
+		if store != nil {
+			m.Store = store
+			m.Settings.InitrdCompression = "gzip" // the stage-0 segment
+		}
 		if err := m.addOutputs(tmp, names...); err != nil {
 			return err
 		}

@@ -27,6 +27,9 @@ func netStoreFromFlags(c *cli.Context, u *ui, cl *nixstore.Closure) (*builder.Ne
 		}
 		return nil, nil
 	}
+	if c.IsSet("compress") {
+		return nil, usageErrorf("--compress does not apply with --store-url: the stage-0 segment is always gzip and the image is not in the initrd")
+	}
 	ns := &builder.NetStore{URL: url, GiveUpSeconds: c.Int("store-giveup")}
 	if err := ns.Check(); err != nil {
 		return nil, usageErrorf("--store-url: %v", err)

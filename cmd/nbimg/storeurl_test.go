@@ -74,7 +74,7 @@ func checkStoreURLTree(t *testing.T, dir, url string) builder.Manifest {
 
 func TestNetbootStoreURL(t *testing.T) {
 	f := testutil.LoadFixture(t)
-	for _, bad := range [][]string{{"--store-url", "ftp://x/y"}, {"--stage0", "/nonexistent"}, {"--store-giveup", "5"}} {
+	for _, bad := range [][]string{{"--store-url", "ftp://x/y"}, {"--stage0", "/nonexistent"}, {"--store-giveup", "5"}, {"--store-url", "nbd://h/x", "--compress", "zstd"}} {
 		args := append([]string{"--quiet", "netboot", "-o", filepath.Join(t.TempDir(), "x"), "--toplevel", f.Toplevel, "--closure", f.ClosureDir}, bad...)
 		if code, _, _ := runApp(t, args...); code == exitOK {
 			t.Errorf("nbimg %v succeeded", bad)
