@@ -20,6 +20,7 @@ all: build
 # bin/nbimg.
 build:
 	$(GO) build -o $(BIN) ./cmd/nbimg
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(dir $(BIN))nbimg-stage0 ./cmd/nbimg-stage0
 
 # As root: installs the Debian packages the checkers need (apt-get) and sets
 # build-users-group and sandbox (and nix-command when no

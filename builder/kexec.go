@@ -32,7 +32,7 @@ func KexecTree(ctx context.Context, c *nixstore.Closure, dir string, o KexecOpti
 	script := kexec.Script{
 		Init:         top.InitArg(),
 		KernelParams: strings.Join(top.KernelParams, " "),
-		Cmdline:      o.Cmdline,
+		Cmdline:      netStoreCmdline(o.BootOptions),
 		Label:        top.Label,
 	}
 	text, err := script.Text()

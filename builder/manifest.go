@@ -30,6 +30,9 @@ type Manifest struct {
 	Entries []ManifestEntry `json:"entries,omitempty"`
 	// Pi describes a Raspberry Pi network image (pi-netimage).
 	Pi *ManifestPi `json:"pi,omitempty"`
+	// Store describes the store image served over the network
+	// (--store-url).
+	Store *ManifestStore `json:"store,omitempty"`
 	// Cache says what the rebuild cache did, when one was used. Like
 	// Timings it differs between builds of the same input (a cold and a
 	// warm cache); the outputs do not.

@@ -24,6 +24,9 @@ type BootOptions struct {
 	Cmdline     string // extra kernel parameters for the boot script
 	ToolVersion string // recorded in the manifest
 	Timings     bool   // record wall-clock timings in the manifest
+	// NetStore, when set, serves the store image over the network: it is
+	// written beside the kernel and the initrd carries stage 0 instead.
+	NetStore *NetStore
 }
 
 // BootResult describes a written boot directory.
@@ -81,7 +84,13 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 			return err
 		}
 		imageStart := time.Now()
-		ir, err := WriteInitrd(ctx, f, c, o.InitrdOptions)
+		var ir *InitrdResult
+		var store *ManifestStore
+		if o.NetStore != nil {
+			ir, store, err = writeNetStore(ctx, tmp, f, c, o)
+		} else {
+			ir, err = WriteInitrd(ctx, f, c, o.InitrdOptions)
+		}
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("initrd: %w", cerr)
 		}
@@ -97,6 +106,9 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 			return err
 		}
 		names := []string{t.kernelName, t.initrdName, t.scriptName}
+		if store != nil {
+			names = append(names, store.File)
+		}
 		if t.extra != nil {
 			more, err := t.extra(tmp, ir)
 			if err != nil {
@@ -108,6 +120,10 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 		m.Inputs.Kernel = kernel
 		m.Inputs.Initrd = strings.Join(o.Bases, " ")
 		m.Inputs.Cmdline = t.cmdline
+		if store != nil {
+			m.Store = store
+			m.Settings.InitrdCompression = "gzip" // the stage-0 segment
+		}
 		if err := m.addOutputs(tmp, names...); err != nil {
 			return err
 		}
@@ -131,7 +147,7 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 	script := netboot.IPXE{
 		Init:         c.Toplevel.InitArg(),
 		KernelParams: strings.Join(c.Toplevel.KernelParams, " "),
-		Cmdline:      o.Cmdline,
+		Cmdline:      netStoreCmdline(o),
 	}
 	text, err := script.Script()
 	if err != nil {

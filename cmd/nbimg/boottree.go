@@ -23,6 +23,7 @@ func bootTreeFlags(scriptName string, extra ...cli.Flag) []cli.Flag {
 		&cli.StringSliceFlag{Name: "initrd", Usage: "use this base initrd `FILE` instead of the toplevel's (repeat to concatenate several)", TakesFile: true},
 	)
 	flags = append(flags, closureInputFlags()...)
+	flags = append(flags, storeURLFlags()...)
 	return append(flags, storeImageFlags()...)
 }
 
@@ -60,7 +61,12 @@ func bootOptionsFromFlags(c *cli.Context, u *ui) (*nixstore.Closure, builder.Boo
 		return nil, builder.BootOptions{}, err
 	}
 	u.Debugf("store image: %s", iopts.Image.Settings().Description)
+	ns, err := netStoreFromFlags(c, u, cl)
+	if err != nil {
+		return nil, builder.BootOptions{}, err
+	}
 	return cl, builder.BootOptions{
+		NetStore:      ns,
 		InitrdOptions: iopts,
 		Kernel:        c.String("kernel"),
 		Cmdline:       extra,

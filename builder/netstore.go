@@ -1,0 +1,158 @@
+package builder
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/nbimg/nbimg/initrd"
+	"github.com/nbimg/nbimg/internal/ioctx"
+	"github.com/nbimg/nbimg/netstore"
+	"github.com/nbimg/nbimg/nixstore"
+	"github.com/nbimg/nbimg/stage0"
+)
+
+// StoreImageName is the store image's file name in a boot tree whose store
+// is served over the network.
+const StoreImageName = "nix-store.squashfs"
+
+// NetStore makes a boot tree whose store image is served over the network
+// (nbd:// or http(s)://) instead of riding in the initrd: the image is
+// written beside the kernel with its dm-verity hash area appended, and the
+// initrd is the base initrds plus the stage-0 segment (see package
+// netstore).
+type NetStore struct {
+	URL string
+	// Stage0 is the static stage-0 program for the system's architecture
+	// (netstore.Stage0 finds or builds it).
+	Stage0 []byte
+	// GiveUpSeconds is how long stage 0 keeps trying the server (0: its
+	// default; negative: forever).
+	GiveUpSeconds int
+}
+
+// Check validates the URL.
+func (n *NetStore) Check() error {
+	_, err := stage0.ParseURL(n.URL)
+	return err
+}
+
+// ManifestStore describes the served store image.
+type ManifestStore struct {
+	URL      string `json:"url"`
+	File     string `json:"file"`   // its name in the output directory
+	Size     int64  `json:"size"`   // bytes, hash area included
+	SHA256   string `json:"sha256"` // of the whole file
+	DataSize int64  `json:"data_size"`
+	// Verity: the hash area starts at DataSize (veritysetup's
+	// --hash-offset); Root is the root hash.
+	VerityRoot string `json:"verity_root_hash"`
+	VeritySalt string `json:"verity_salt"`
+	// InitrdSegment is the size of the stage-0 segment in the initrd.
+	InitrdSegment int64 `json:"initrd_segment_size"`
+	// Modules are the kernel modules copied into the segment.
+	Modules []string `json:"modules"`
+}
+
+// writeNetStore writes tmp/nix-store.squashfs and the initrd file f (the
+// base initrds, then the stage-0 segment) for o.NetStore.
+func writeNetStore(ctx context.Context, tmp string, f *os.File, c *nixstore.Closure, o BootOptions) (*InitrdResult, *ManifestStore, error) {
+	ns := o.NetStore
+	if err := ns.Check(); err != nil {
+		return nil, nil, err
+	}
+	top := c.Toplevel
+	if top.KernelModules == "" {
+		return nil, nil, fmt.Errorf("--store-url: the system %s has no kernel-modules (stage 0 loads the NIC, nbd and dm-verity drivers from it)", top.Path)
+	}
+	mods, err := filepath.Glob(filepath.Join(c.HostPath(top.KernelModules), "lib", "modules", "*"))
+	if err != nil || len(mods) != 1 {
+		return nil, nil, fmt.Errorf("--store-url: %s/lib/modules should hold one kernel version (found %d)", top.KernelModules, len(mods))
+	}
+	if o.Image == nil {
+		return nil, nil, errors.New("builder: --store-url needs an image writer")
+	}
+	logf := logOrDiscard(o.Logf)
+
+	// The image, then its hash area.
+	imgPath := filepath.Join(tmp, StoreImageName)
+	img, err := os.OpenFile(imgPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer img.Close()
+	info, err := o.Image.WriteImage(ctx, img, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := netstore.AppendVerity(img, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := img.Close(); err != nil {
+		return nil, nil, err
+	}
+	sum, size, err := netstore.FileSHA256(imgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	logf("store image %s: %d bytes, dm-verity root %s", StoreImageName, size, v.Tree.RootHex())
+
+	// The initrd: bases unchanged, each 4-byte aligned, then the segment.
+	bases, warnings, err := openBases(o.Bases, logf)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeBases(bases)
+	res := &InitrdResult{Image: info, Initrd: &initrd.Result{SegmentOffset: -1}, Warnings: warnings}
+	var off int64
+	for _, b := range bases {
+		n, err := io.Copy(f, ioctx.Reader(ctx, b.f))
+		if err != nil {
+			return nil, nil, fmt.Errorf("base initrd %s: %w", b.path, err)
+		}
+		res.Initrd.Bases = append(res.Initrd.Bases, n)
+		off += n
+		if pad := (4 - off%4) % 4; pad > 0 {
+			if _, err := f.Write(make([]byte, pad)); err != nil {
+				return nil, nil, err
+			}
+			off += pad
+		}
+	}
+	p := v.Params()
+	cfg := stage0.Config{
+		Version: stage0.ConfigVersion, URL: ns.URL, Size: size, SHA256: hex.EncodeToString(sum),
+		Verity: &p, GiveUpSeconds: ns.GiveUpSeconds,
+	}
+	seg, err := netstore.WriteSegment(f, netstore.SegmentOptions{
+		Stage0: ns.Stage0, Config: cfg, ModulesDir: mods[0], MTime: o.Initrd.MTime,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	res.Initrd.SegmentOffset = off
+	res.Initrd.SegmentSize = seg.Size
+	res.Initrd.Size = off + seg.Size
+	logf("stage-0 segment: %d bytes, %d kernel modules", seg.Size, len(seg.Modules))
+	return res, &ManifestStore{
+		URL: ns.URL, File: StoreImageName, Size: size, SHA256: cfg.SHA256, DataSize: v.DataSize,
+		VerityRoot: p.RootHex, VeritySalt: p.SaltHex, InitrdSegment: seg.Size, Modules: seg.Modules,
+	}, nil
+}
+
+// netStoreCmdline is o.Cmdline with rdinit= naming stage 0 first when the
+// store is served over the network.
+func netStoreCmdline(o BootOptions) string {
+	if o.NetStore == nil {
+		return o.Cmdline
+	}
+	if o.Cmdline == "" {
+		return "rdinit=" + stage0.BinaryPath
+	}
+	return "rdinit=" + stage0.BinaryPath + " " + o.Cmdline
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/netstore"
+	"github.com/nbimg/nbimg/nixstore"
+	"github.com/urfave/cli/v2"
+)
+
+// storeURLFlags are the flags that serve the store over the network
+// instead of carrying it in the initrd (netboot, kexec-tree).
+func storeURLFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "store-url", Usage: "serve the store image from `URL` (nbd://HOST[:PORT][/EXPORT] or http(s)://...) instead of putting it in the initrd; it is written as nix-store.squashfs beside the kernel"},
+		&cli.StringFlag{Name: "stage0", Usage: "with --store-url: the static stage-0 program `FILE` (default: $NBIMG_STAGE0, nbimg-stage0 beside nbimg, or built with the Go toolchain)", TakesFile: true},
+		&cli.IntFlag{Name: "store-giveup", Usage: "with --store-url: `SECONDS` stage 0 keeps trying the server before it stops the boot (0: 300; negative: forever)"},
+	}
+}
+
+// netStoreFromFlags returns the --store-url options, or nil without the
+// flag.
+func netStoreFromFlags(c *cli.Context, u *ui, cl *nixstore.Closure) (*builder.NetStore, error) {
+	url := c.String("store-url")
+	if url == "" {
+		if c.IsSet("stage0") || c.IsSet("store-giveup") {
+			return nil, usageErrorf("--stage0 and --store-giveup need --store-url")
+		}
+		return nil, nil
+	}
+	if c.IsSet("compress") {
+		return nil, usageErrorf("--compress does not apply with --store-url: the stage-0 segment is always gzip and the image is not in the initrd")
+	}
+	ns := &builder.NetStore{URL: url, GiveUpSeconds: c.Int("store-giveup")}
+	if err := ns.Check(); err != nil {
+		return nil, usageErrorf("--store-url: %v", err)
+	}
+	system := "x86_64-linux"
+	if cl.Toplevel != nil && cl.Toplevel.System != "" {
+		system = cl.Toplevel.System
+	}
+	arch, err := netstore.GOARCH(system)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := netstore.Stage0(c.Context, netstore.Stage0Options{File: c.String("stage0"), GOARCH: arch, Logf: u.Debugf})
+	if err != nil {
+		return nil, err
+	}
+	ns.Stage0 = bin
+	return ns, nil
+}

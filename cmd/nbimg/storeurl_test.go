@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/internal/qemu"
+	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/netstore"
+)
+
+// stage0File writes the stage-0 program (built from the checkout, as nbimg
+// does when none is installed beside it) into the test's directory.
+func stage0File(t *testing.T) string {
+	t.Helper()
+	b, err := netstore.Stage0(t.Context(), netstore.Stage0Options{GOARCH: "amd64", CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "nbimg-stage0")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// checkStoreURLTree checks a netboot directory written with --store-url:
+// the files, the manifest's store section against the image, the hash area
+// against veritysetup, and that the initrd does not carry the image.
+func checkStoreURLTree(t *testing.T, dir, url string) builder.Manifest {
+	t.Helper()
+	m := readManifest(t, dir)
+	s := m.Store
+	if s == nil {
+		t.Fatal("manifest.json has no store section")
+	}
+	if s.URL != url || s.File != builder.StoreImageName {
+		t.Errorf("store section: %+v", s)
+	}
+	img := filepath.Join(dir, s.File)
+	sum, size, err := netstore.FileSHA256(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != s.Size || fmt.Sprintf("%x", sum) != s.SHA256 {
+		t.Errorf("nix-store.squashfs is %d bytes sha256 %x; manifest says %d %s", size, sum, s.Size, s.SHA256)
+	}
+	if out, ok := testutil.VerityVerify(t, img, img, s.VerityRoot, s.DataSize); !ok {
+		t.Errorf("veritysetup verify rejects the image:\n%s", out)
+	}
+	st, err := os.Stat(filepath.Join(dir, "initrd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.Stat(m.Inputs.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("initrd %d bytes (system's %d + stage 0 %d), image %d bytes", st.Size(), base.Size(), s.InitrdSegment, size)
+	if s.InitrdSegment*5 > size || st.Size() >= size {
+		t.Errorf("the stage-0 segment (%d bytes) is not a small fraction of the image (%d)", s.InitrdSegment, size)
+	}
+	if !strings.Contains(ipxeCmdline(t, dir), "rdinit=/nbimg/stage0") {
+		t.Errorf("netboot.ipxe does not start stage 0: %s", ipxeCmdline(t, dir))
+	}
+	return m
+}
+
+func TestNetbootStoreURL(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	for _, bad := range [][]string{{"--store-url", "ftp://x/y"}, {"--stage0", "/nonexistent"}, {"--store-giveup", "5"}, {"--store-url", "nbd://h/x", "--compress", "zstd"}} {
+		args := append([]string{"--quiet", "netboot", "-o", filepath.Join(t.TempDir(), "x"), "--toplevel", f.Toplevel, "--closure", f.ClosureDir}, bad...)
+		if code, _, _ := runApp(t, args...); code == exitOK {
+			t.Errorf("nbimg %v succeeded", bad)
+		}
+	}
+	if testing.Short() {
+		return // the builds and the boot below take minutes
+	}
+	stage0 := stage0File(t)
+	port := qemu.FreePort(t)
+	url := fmt.Sprintf("nbd://%s:%d/store", qemu.GuestHost, port)
+	dir := buildNetboot(t, f, "--store-url", url, "--stage0", stage0)
+	checkStoreURLTree(t, dir, url)
+
+	again := buildNetboot(t, f, "--store-url", url, "--stage0", stage0)
+	a, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(again, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Error("two builds with --store-url differ")
+	}
+	// Boot it: nbd-server serves the directory's image.
+	qemu.Require(t)
+	qemu.ServeNBDServerOn(t, filepath.Join(dir, builder.StoreImageName), port)
+	c := qemu.Config{
+		Kernel: filepath.Join(dir, "bzImage"), Initrd: filepath.Join(dir, "initrd"),
+		Cmdline: ipxeCmdline(t, dir) + " fixture.check=none",
+		Marker:  f.Marker, FailMarkers: []string{f.FailMarker, "nbimg stage 0: FAILED"},
+		ExtraArgs: []string{"-nic", "user,model=virtio-net-pci"}, Memory: 256, Timeout: 8 * time.Minute,
+	}
+	res := qemu.BootT(t, c)
+	if !bytes.Contains(res.Console, []byte("is dm-verity over /dev/nbd0")) {
+		t.Error("console does not show the dm-verity device")
+	}
+}
+
+// TestNetbootStoreURLHTTP boots a --store-url http:// directory whose
+// server (python3's http.server) starts 30 s after the guest.
+func TestNetbootStoreURLHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot")
+	}
+	qemu.Require(t)
+	f := testutil.LoadFixture(t)
+	stage0 := stage0File(t)
+	srvDir := t.TempDir()
+	srv := qemu.NewHTTPServer(t, srvDir, builder.StoreImageName)
+	dir := buildNetboot(t, f, "--store-url", srv.GuestURL, "--stage0", stage0, "--store-giveup", "300")
+	checkStoreURLTree(t, dir, srv.GuestURL)
+	if err := os.Link(filepath.Join(dir, builder.StoreImageName), filepath.Join(srvDir, builder.StoreImageName)); err != nil {
+		t.Fatal(err)
+	}
+	srv.StartHTTP(t, 30*time.Second)
+	c := qemu.Config{
+		Kernel: filepath.Join(dir, "bzImage"), Initrd: filepath.Join(dir, "initrd"),
+		Cmdline: ipxeCmdline(t, dir) + " fixture.check=none",
+		Marker:  f.Marker, FailMarkers: []string{f.FailMarker, "nbimg stage 0: FAILED"},
+		ExtraArgs: []string{"-nic", "user,model=virtio-net-pci"}, Memory: 512, Timeout: 8 * time.Minute,
+	}
+	res := qemu.BootT(t, c)
+	for _, want := range []string{"waiting for " + srv.GuestURL, "sha256 matches"} {
+		if !bytes.Contains(res.Console, []byte(want)) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,414 @@
+package stage0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nbimg/nbimg/stage0/dhcp"
+	"github.com/nbimg/nbimg/stage0/dm"
+	"github.com/nbimg/nbimg/stage0/fetch"
+	"github.com/nbimg/nbimg/stage0/kmod"
+	"github.com/nbimg/nbimg/stage0/nbd"
+)
+
+// Environment of the NBD helper process (see ServeNBD).
+const (
+	nbdHelperEnv = "NBIMG_STAGE0_NBD_DEVICE"
+	// nbdHelperName is the helper's argv[0]: systemd spares processes
+	// whose argv[0] starts with '@' when it kills everything at shutdown,
+	// as the root file system still needs them.
+	nbdHelperName = "@nbimg-stage0-nbd"
+	nbdDevice     = "/dev/nbd0"
+	verityName    = "nbimg-store"
+)
+
+// Stage0 carries the console and the configuration through the steps.
+type Stage0 struct {
+	Cfg     *Config
+	URL     StoreURL
+	GiveUp  time.Duration
+	Console io.Writer
+	Debug   bool
+
+	mounted []string
+}
+
+func (s *Stage0) logf(format string, args ...any) {
+	fmt.Fprintf(s.Console, "nbimg stage 0: "+format+"\n", args...)
+}
+
+// IsNBDHelper reports whether this process is the NBD helper that
+// ServeNBD starts.
+func IsNBDHelper() bool { return os.Getenv(nbdHelperEnv) != "" }
+
+// NBDHelper is the helper's main: it hands fd 3 (the negotiated
+// connection) to the kernel and serves the device until the connection
+// ends.
+func NBDHelper() error {
+	dev := os.Getenv(nbdHelperEnv)
+	sock := os.NewFile(3, "nbd-socket")
+	var size uint64
+	var flags uint16
+	if _, err := fmt.Sscanf(os.Getenv("NBIMG_STAGE0_NBD_EXPORT"), "%d %d", &size, &flags); err != nil {
+		return fmt.Errorf("nbd helper: %w", err)
+	}
+	return nbd.Serve(dev, sock, nbd.Export{Size: size, Flags: flags})
+}
+
+// Main runs stage 0 as PID 1 and, on success, does not return: it execs
+// the system's init. args are the process's arguments (the kernel
+// command line's leftovers), kept for init.
+func Main(args []string) error {
+	s := &Stage0{Console: os.Stdout}
+	if err := s.mountBasics(); err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(ConfigPath)
+	if err != nil {
+		return fmt.Errorf("no configuration: %w", err)
+	}
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		return err
+	}
+	s.Cfg = cfg
+	s.GiveUp = cfg.GiveUp()
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return fmt.Errorf("reading the kernel command line: %w", err)
+	}
+	o, err := ParseCmdline(string(cmdline))
+	if err != nil {
+		return err
+	}
+	if o.URL != "" {
+		cfg.URL = o.URL
+	}
+	if o.GiveUp != nil {
+		s.GiveUp = *o.GiveUp
+	}
+	s.Debug = o.Debug
+	if s.URL, err = ParseURL(cfg.URL); err != nil {
+		return err
+	}
+	if s.URL.Scheme == "nbd" && cfg.Verity == nil {
+		return fmt.Errorf("%s: this image has no dm-verity parameters for NBD", cfg.URL)
+	}
+	ctx := context.Background()
+	if err := s.loadModules(); err != nil {
+		return err
+	}
+	if err := s.network(ctx); err != nil {
+		return err
+	}
+	switch s.URL.Scheme {
+	case "nbd":
+		err = s.attachNBD(ctx)
+	default:
+		err = s.download(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	s.cleanup()
+	init := cfg.InitPath()
+	argv := append([]string{init}, args[1:]...)
+	s.logf("starting %s", init)
+	if err := unix.Exec(init, argv, os.Environ()); err != nil {
+		return fmt.Errorf("exec %s: %w", init, err)
+	}
+	return nil
+}
+
+func (s *Stage0) mountBasics() error {
+	for _, m := range []struct{ fs, dir string }{{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}} {
+		if err := os.MkdirAll(m.dir, 0o755); err != nil {
+			return fmt.Errorf("%s: %w", m.dir, err)
+		}
+		if err := unix.Mount(m.fs, m.dir, m.fs, 0, ""); err != nil {
+			return fmt.Errorf("mounting %s on %s: %w", m.fs, m.dir, err)
+		}
+		s.mounted = append(s.mounted, m.dir)
+	}
+	return nil
+}
+
+// cleanup unmounts what stage 0 mounted, so the system's stage 1 finds
+// the initramfs as the kernel left it. /dev is detached lazily: the NBD
+// helper keeps its device open.
+func (s *Stage0) cleanup() {
+	for i := len(s.mounted) - 1; i >= 0; i-- {
+		if err := unix.Unmount(s.mounted[i], unix.MNT_DETACH); err != nil {
+			s.logf("unmounting %s: %v", s.mounted[i], err)
+		}
+	}
+}
+
+func (s *Stage0) loadModules() error {
+	dir := filepath.Join(ModulesDir, s.Cfg.KernelVersion)
+	ix, err := openIndex(dir)
+	if err != nil {
+		return err
+	}
+	files, err := ix.Order(s.Cfg.Modules...)
+	if err != nil {
+		return fmt.Errorf("kernel module missing from the initrd: %w", err)
+	}
+	loaded := map[string]bool{}
+	load := func(files []string) error {
+		for _, f := range files {
+			if loaded[f] {
+				continue
+			}
+			loaded[f] = true
+			if err := kmod.Load(filepath.Join(dir, f)); err != nil {
+				return err
+			}
+			if s.Debug {
+				s.logf("loaded %s", kmod.Name(f))
+			}
+		}
+		return nil
+	}
+	if err := load(files); err != nil {
+		return err
+	}
+	// Drivers for the hardware: loading a bus driver (virtio_pci) makes
+	// new devices appear, so repeat until nothing new matches.
+	for round := 0; round < 5; round++ {
+		aliases, err := kmod.Modaliases()
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, a := range aliases {
+			names = append(names, ix.Match(a)...)
+		}
+		sort.Strings(names)
+		names = slices.Compact(names)
+		files, err := ix.Order(names...)
+		if err != nil {
+			return err
+		}
+		fresh := slices.DeleteFunc(files, func(f string) bool { return loaded[f] })
+		if len(fresh) == 0 {
+			break
+		}
+		if err := load(fresh); err != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
+func openIndex(dir string) (*kmod.Index, error) {
+	open := func(name string, need bool) (io.Reader, func(), error) {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			if !need && errors.Is(err, os.ErrNotExist) {
+				return nil, func() {}, nil
+			}
+			return nil, nil, fmt.Errorf("kernel modules: %w", err)
+		}
+		return f, func() { f.Close() }, nil
+	}
+	dep, c1, err := open("modules.dep", true)
+	if err != nil {
+		return nil, err
+	}
+	defer c1()
+	alias, c2, err := open("modules.alias", false)
+	if err != nil {
+		return nil, err
+	}
+	defer c2()
+	builtin, c3, err := open("modules.builtin", false)
+	if err != nil {
+		return nil, err
+	}
+	defer c3()
+	return kmod.Parse(dep, alias, builtin)
+}
+
+// interfaces lists the network interfaces other than loopback.
+func interfaces() []string {
+	ents, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.Name() != "lo" {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func (s *Stage0) network(ctx context.Context) error {
+	var ifs []string
+	for i := 0; i < 50; i++ {
+		if ifs = interfaces(); len(ifs) > 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(ifs) == 0 {
+		return errors.New("no network interface: no NIC, or its driver is not among the initrd's modules")
+	}
+	if err := dhcp.Up("lo"); err != nil {
+		s.logf("%v", err)
+	}
+	for _, i := range ifs {
+		if err := dhcp.Up(i); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	for {
+		for _, i := range ifs {
+			c, cancel := context.WithTimeout(ctx, 10*time.Second)
+			l, err := dhcp.Obtain(c, i)
+			cancel()
+			if err != nil {
+				s.logf("no DHCP answer on %s", i)
+				continue
+			}
+			if err := dhcp.Configure(i, l); err != nil {
+				return err
+			}
+			s.logf("%s: %s (router %v, server %v)", i, l.Prefix(), l.Router, l.ServerID)
+			return nil
+		}
+		if s.GiveUp > 0 && time.Since(start) > s.GiveUp {
+			return fmt.Errorf("no DHCP answer on %s after %s", strings.Join(ifs, ", "), s.GiveUp)
+		}
+	}
+}
+
+// dial connects to addr, retrying with backoff and a console line every
+// few seconds until the give-up time.
+func (s *Stage0) dial(ctx context.Context, addr string) (net.Conn, error) {
+	start := time.Now()
+	var last time.Time
+	for attempt := 0; ; attempt++ {
+		c, err := (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c, nil
+		}
+		if s.GiveUp > 0 && time.Since(start) > s.GiveUp {
+			return nil, fmt.Errorf("gave up on %s after %s: %w", s.Cfg.URL, s.GiveUp, err)
+		}
+		if time.Since(last) >= 5*time.Second {
+			s.logf("waiting for %s: %v", s.Cfg.URL, err)
+			last = time.Now()
+		}
+		time.Sleep(Backoff(attempt))
+	}
+}
+
+func (s *Stage0) attachNBD(ctx context.Context) error {
+	conn, err := s.dial(ctx, s.URL.Addr)
+	if err != nil {
+		return err
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second)) //nolint:errcheck // TCP supports deadlines
+	ex, err := nbd.Handshake(conn, s.URL.Export)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("%s: %w", s.Cfg.URL, err)
+	}
+	conn.SetDeadline(time.Time{}) //nolint:errcheck // as above
+	if int64(ex.Size) != s.Cfg.Size {
+		conn.Close()
+		return fmt.Errorf("%s: the export is %d bytes, the initrd expects %d: wrong image", s.Cfg.URL, ex.Size, s.Cfg.Size)
+	}
+	sock, err := conn.(*net.TCPConn).File()
+	conn.Close()
+	if err != nil {
+		return fmt.Errorf("nbd: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("nbd: %w", err)
+	}
+	cmd := &exec.Cmd{
+		Path:       self,
+		Args:       []string{nbdHelperName},
+		Env:        []string{nbdHelperEnv + "=" + nbdDevice, fmt.Sprintf("NBIMG_STAGE0_NBD_EXPORT=%d %d", ex.Size, ex.Flags)},
+		ExtraFiles: []*os.File{sock},
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the NBD helper: %w", err)
+	}
+	sock.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for i := 0; !nbd.Connected(nbdDevice); i++ {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the NBD helper ended: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if i > 100 {
+			return fmt.Errorf("%s did not come up", nbdDevice)
+		}
+	}
+	s.logf("%s attached to %s (%d MiB)", nbdDevice, s.Cfg.URL, ex.Size>>20)
+
+	devNum, err := os.ReadFile("/sys/block/" + filepath.Base(nbdDevice) + "/dev")
+	if err != nil {
+		return fmt.Errorf("nbd: %w", err)
+	}
+	dev := strings.TrimSpace(string(devNum))
+	p := *s.Cfg.Verity
+	params, err := p.Table(dev, dev)
+	if err != nil {
+		return err
+	}
+	major, minor, err := dm.Create(verityName, dm.FlagReadOnly, dm.Target{Length: p.Sectors(), Type: "verity", Params: params})
+	if err != nil {
+		return err
+	}
+	target := s.Cfg.ImageTarget()
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: %w", target, err)
+	}
+	if err := unix.Mknod(target, unix.S_IFBLK|0o400, int(unix.Mkdev(major, minor))); err != nil {
+		return fmt.Errorf("creating %s: %w", target, err)
+	}
+	s.logf("%s is dm-verity over %s (root hash %s)", target, nbdDevice, p.RootHex)
+	return nil
+}
+
+func (s *Stage0) download(ctx context.Context) error {
+	err := fetch.Fetch(ctx, fetch.Options{
+		URL:     s.Cfg.URL,
+		Size:    s.Cfg.Size,
+		SHA256:  s.Cfg.SHA256,
+		Dest:    s.Cfg.ImageTarget(),
+		GiveUp:  s.GiveUp,
+		Backoff: Backoff,
+		Log:     func(f string, a ...any) { s.logf(f, a...) },
+	})
+	if err != nil {
+		return err
+	}
+	s.logf("%s: sha256 matches", s.Cfg.ImageTarget())
+	return nil
+}
