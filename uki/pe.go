@@ -118,6 +118,16 @@ func (p *PE) MachineName() string {
 	return fmt.Sprintf("machine 0x%04x", p.Machine)
 }
 
+// efiMachine reports whether m is the machine type of a UEFI platform:
+// x86, x86-64, ARM (Thumb-2), arm64 and RISC-V 64.
+func efiMachine(m uint16) bool {
+	switch m {
+	case MachineI386, MachineAMD64, 0x01c2, 0x01c4, MachineARM64, 0x5064:
+		return true
+	}
+	return false
+}
+
 func bad(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadPE}, args...)...)
 }
@@ -158,6 +168,9 @@ func Parse(r io.ReaderAt, size int64) (*PE, error) {
 		PointerToSymbolTable: le.Uint32(coff[12:]),
 		NumberOfSymbols:      le.Uint32(coff[16:]),
 		Characteristics:      le.Uint16(coff[22:]),
+	}
+	if !efiMachine(p.Machine) {
+		return nil, bad("machine type 0x%04x is not a UEFI architecture", p.Machine)
 	}
 	nsec := int(le.Uint16(coff[6:]))
 	optSize := int(le.Uint16(coff[20:]))
