@@ -70,6 +70,11 @@ type Config struct {
 	TFTPDir  string
 	BootFile string
 
+	// Disk boot: Disk is a raw disk image (an EFI system partition for
+	// UEFI firmware, see ESP) attached as a virtio drive, writes
+	// discarded; the firmware boots from it.
+	Disk string
+
 	// Marker, when a console line contains it, ends the boot successfully.
 	Marker string
 	// FailMarkers end the boot with ErrFailMarker when a console line
@@ -178,12 +183,12 @@ func (c *Config) accel() string {
 
 // Args returns QEMU's arguments for c (without the binary).
 func (c *Config) Args() ([]string, error) {
-	direct, net := c.Kernel != "", c.TFTPDir != ""
+	direct, net, disk := c.Kernel != "", c.TFTPDir != "", c.Disk != ""
 	switch {
-	case direct && net:
-		return nil, errors.New("qemu: set either Kernel (direct boot) or TFTPDir (network boot), not both")
-	case !direct && !net:
-		return nil, errors.New("qemu: nothing to boot: set Kernel or TFTPDir")
+	case direct && net, direct && disk, net && disk:
+		return nil, errors.New("qemu: set one of Kernel (direct boot), TFTPDir (network boot) or Disk")
+	case !direct && !net && !disk:
+		return nil, errors.New("qemu: nothing to boot: set Kernel, TFTPDir or Disk")
 	case net && c.BootFile == "":
 		return nil, errors.New("qemu: network boot needs BootFile (a file in TFTPDir)")
 	case c.Initrd != "" && !direct, c.Cmdline != "" && !direct:
@@ -212,6 +217,14 @@ func (c *Config) Args() ([]string, error) {
 		if c.Cmdline != "" {
 			args = append(args, "-append", c.Cmdline)
 		}
+		if !hasNetArg(c.ExtraArgs) {
+			args = append(args, "-nic", "none")
+		}
+	} else if disk {
+		if strings.Contains(c.Disk, ",") {
+			return nil, fmt.Errorf("qemu: %q: QEMU options cannot hold a comma", c.Disk)
+		}
+		args = append(args, "-drive", "if=virtio,format=raw,snapshot=on,file="+c.Disk)
 		if !hasNetArg(c.ExtraArgs) {
 			args = append(args, "-nic", "none")
 		}
