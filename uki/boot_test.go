@@ -85,3 +85,38 @@ func TestBootSecureBoot(t *testing.T) {
 		})
 	})
 }
+
+// TestBootTFTP boots the unsigned UKI over the network from OVMF's own
+// PXE client (the NIC's iPXE ROM removed with romfile=): UEFI loads the
+// whole image over TFTP and starts it.
+func TestBootTFTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots OVMF (a minute or more under TCG)")
+	}
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	qemu.Require(t)
+	stub := ukitest.Stub(t)
+	out, _ := writeUKI(t, stub, fixtureUKI(t, f, "fixture.check=none fixture.tag=uefi-tftp"), nil)
+	dir := t.TempDir()
+	if err := os.Rename(out, dir+"/nixos.efi"); err != nil {
+		t.Fatal(err)
+	}
+	fw := qemu.RequireOVMF(t, false)
+	res := qemu.BootT(t, qemu.Config{
+		TFTPDir:     dir,
+		BootFile:    "nixos.efi",
+		NIC:         "virtio-net-pci,romfile=",
+		ExtraArgs:   fw.Args(),
+		Memory:      1024,
+		Marker:      f.Marker,
+		FailMarkers: []string{f.FailMarker},
+		Timeout:     8 * time.Minute,
+	})
+	if !strings.Contains(res.Line, "tag=uefi-tftp") {
+		t.Errorf("marker line %q does not carry the UKI's command line tag", res.Line)
+	}
+	if !bytes.Contains(res.Console, []byte("PXE")) {
+		t.Errorf("no PXE boot on the console:\n%s", qemu.Tail(res.Console, 80))
+	}
+}
