@@ -2,7 +2,10 @@ package qemu
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nbimg/nbimg/internal/testutil"
@@ -37,4 +40,28 @@ func ESPT(t testing.TB, efi string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+var netnsSeq atomic.Int64
+
+// NetnsT creates a network namespace for the test (see NewNetns), deleted
+// when it ends; it skips (or fails, when tools are required) unless the
+// test runs as root with iproute2.
+func NetnsT(t testing.TB) *Netns {
+	t.Helper()
+	testutil.Tool(t, "ip", "iproute2")
+	if os.Geteuid() != 0 {
+		testutil.SkipOrFail(t, "network namespaces need root")
+		return nil
+	}
+	n, err := NewNetns(context.Background(), fmt.Sprintf("nbimg-%d-%d", os.Getpid(), netnsSeq.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return n
 }

@@ -69,6 +69,10 @@ type Config struct {
 	// script such as netboot.ipxe, pxelinux.0, a kernel...).
 	TFTPDir  string
 	BootFile string
+	// NetDev, instead of TFTPDir, network-boots from another network: a
+	// -netdev value without id (e.g. "tap,ifname=tap0,script=no,downscript=no"
+	// for a tap device whose network has a DHCP and TFTP server).
+	NetDev string
 
 	// Disk boot: Disk is a raw disk image (an EFI system partition for
 	// UEFI firmware, see ESP) attached as a virtio drive, writes
@@ -183,13 +187,15 @@ func (c *Config) accel() string {
 
 // Args returns QEMU's arguments for c (without the binary).
 func (c *Config) Args() ([]string, error) {
-	direct, net, disk := c.Kernel != "", c.TFTPDir != "", c.Disk != ""
+	direct, net, disk := c.Kernel != "", c.TFTPDir != "" || c.NetDev != "", c.Disk != ""
 	switch {
 	case direct && net, direct && disk, net && disk:
 		return nil, errors.New("qemu: set one of Kernel (direct boot), TFTPDir (network boot) or Disk")
 	case !direct && !net && !disk:
 		return nil, errors.New("qemu: nothing to boot: set Kernel, TFTPDir or Disk")
-	case net && c.BootFile == "":
+	case c.TFTPDir != "" && c.NetDev != "":
+		return nil, errors.New("qemu: set either TFTPDir (QEMU's network) or NetDev, not both")
+	case c.TFTPDir != "" && c.BootFile == "":
 		return nil, errors.New("qemu: network boot needs BootFile (a file in TFTPDir)")
 	case c.Initrd != "" && !direct, c.Cmdline != "" && !direct:
 		return nil, errors.New("qemu: Initrd and Cmdline need Kernel")
@@ -238,9 +244,13 @@ func (c *Config) Args() ([]string, error) {
 		if nic == "" {
 			nic = DefaultNIC
 		}
+		netdev := "user,id=n0,tftp=" + c.TFTPDir + ",bootfile=" + c.BootFile
+		if c.NetDev != "" {
+			netdev = c.NetDev + ",id=n0"
+		}
 		args = append(args,
 			"-boot", "n",
-			"-netdev", "user,id=n0,tftp="+c.TFTPDir+",bootfile="+c.BootFile,
+			"-netdev", netdev,
 			"-device", nic+",netdev=n0")
 	}
 	return append(args, c.ExtraArgs...), nil
