@@ -24,6 +24,9 @@ type BootOptions struct {
 	Cmdline     string // extra kernel parameters for the boot script
 	ToolVersion string // recorded in the manifest
 	Timings     bool   // record wall-clock timings in the manifest
+	// UKI, when set, makes Netboot also write nixos.efi, a Unified Kernel
+	// Image of the same kernel, initrd and command line.
+	UKI *UKIOptions
 }
 
 // BootResult describes a written boot directory.
@@ -84,7 +87,6 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 		if err != nil {
 			return err
 		}
-		res.InitrdResult = *ir
 		imageTime := time.Since(imageStart)
 		if err := os.WriteFile(filepath.Join(tmp, t.scriptName), t.script, t.scriptMode); err != nil {
 			return err
@@ -97,6 +99,7 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 			}
 			names = append(names, more...)
 		}
+		res.InitrdResult = *ir
 		m := newManifest(t.command, o.ToolVersion, c, o.InitrdOptions, ir)
 		m.Inputs.Kernel = kernel
 		m.Inputs.Initrd = strings.Join(o.Bases, " ")
@@ -116,7 +119,7 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 
 // Netboot writes dir with bzImage, initrd (the base initrds followed by the
 // store image), netboot.ipxe and manifest.json, as NixOS's netboot module
-// lays them out. dir is replaced whole, or left alone on failure.
+// lays them out, and nixos.efi when o.UKI is set. dir is replaced whole, or left alone on failure.
 func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions) (*BootResult, error) {
 	if c.Toplevel == nil {
 		return nil, ErrNoToplevel
@@ -134,11 +137,26 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 	if err != nil {
 		return nil, err
 	}
-	return writeBootTree(ctx, c, dir, o, bootTree{
+	t := bootTree{
 		command:    "netboot",
 		kernelName: netboot.KernelName, initrdName: netboot.InitrdName, scriptName: netboot.ScriptName,
 		script: text, scriptMode: 0o644, cmdline: line,
-	})
+	}
+	if o.UKI != nil {
+		if _, err := FindStub(c, o.UKI.Stub); err != nil {
+			return nil, err // before the long part
+		}
+		t.extra = func(tmp string, ir *InitrdResult) ([]string, error) {
+			_, _, warnings, err := writeUKI(ctx, filepath.Join(tmp, netboot.UKIName), c,
+				filepath.Join(tmp, netboot.KernelName), filepath.Join(tmp, netboot.InitrdName), o.Cmdline, *o.UKI)
+			if err != nil {
+				return nil, err
+			}
+			ir.Warnings = append(ir.Warnings, warnings...)
+			return []string{netboot.UKIName}, nil
+		}
+	}
+	return writeBootTree(ctx, c, dir, o, t)
 }
 
 // newManifest fills the parts of a manifest common to every command that
