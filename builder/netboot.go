@@ -143,7 +143,7 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 		script: text, scriptMode: 0o644, cmdline: line,
 	}
 	if o.UKI != nil {
-		if _, err := FindStub(c, o.UKI.Stub); err != nil {
+		if _, err := ValidStub(c, o.UKI.Stub); err != nil {
 			return nil, err // before the long part
 		}
 		t.extra = func(tmp string, ir *InitrdResult) ([]string, error) {

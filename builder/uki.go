@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -83,6 +84,38 @@ func FindStub(c *nixstore.Closure, stub string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: no %s: install the Debian package systemd-boot-efi, or pass --stub FILE", ErrNoStub, strings.Join(cands, " or "))
+}
+
+// checkStub parses the stub and checks its machine type against c's
+// system.
+func checkStub(c *nixstore.Closure, path string, r io.ReaderAt, size int64) error {
+	p, err := uki.Parse(r, size)
+	if err != nil {
+		return fmt.Errorf("stub %s: %w", path, err)
+	}
+	system := ""
+	if c.Toplevel != nil {
+		system = c.Toplevel.System
+	}
+	if _, machine, err := stubName(system); err == nil && p.Machine != machine {
+		return fmt.Errorf("%w: %s is an %s stub, the system is %s", ErrNoStub, path, p.MachineName(), system)
+	}
+	return nil
+}
+
+// ValidStub finds the stub for c (FindStub) and checks it before any long
+// work: a PE image Write can extend, of c's architecture.
+func ValidStub(c *nixstore.Closure, stub string) (string, error) {
+	p, err := FindStub(c, stub)
+	if err != nil {
+		return "", err
+	}
+	f, size, err := openRegular("stub", p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return p, checkStub(c, p, f, size)
 }
 
 // osRelease returns the .osrel contents for c.
@@ -175,12 +208,8 @@ func writeUKI(ctx context.Context, dst string, c *nixstore.Closure, kernelPath, 
 	if err != nil {
 		return nil, "", nil, err
 	}
-	p, err := uki.Parse(stub, stubSize)
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("stub %s: %w", stubPath, err)
-	}
-	if _, machine, err := stubName(c.Toplevel.System); err == nil && p.Machine != machine {
-		return nil, "", nil, fmt.Errorf("%w: %s is an %s stub, the system is %s", ErrNoStub, stubPath, p.MachineName(), c.Toplevel.System)
+	if err := checkStub(c, stubPath, stub, stubSize); err != nil {
+		return nil, "", nil, err
 	}
 	kernel, kernelSize, err := open("kernel", kernelPath)
 	if err != nil {
@@ -227,7 +256,7 @@ func UKI(ctx context.Context, c *nixstore.Closure, file string, o BootOptions, u
 	if top == nil {
 		return nil, ErrNoToplevel
 	}
-	if _, err := FindStub(c, u.Stub); err != nil {
+	if _, err := ValidStub(c, u.Stub); err != nil {
 		return nil, err // before the long part
 	}
 	kernel := o.Kernel
