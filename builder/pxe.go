@@ -261,9 +261,13 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 				m.Inputs.Cmdline = menu.CommandLine(0)
 			}
 			rel := netboot.TFTPDir + "/" + e.Dir
+			var mkfsTime int64
+			if ir.Image != nil { // nil for an image appended from ImageFile
+				mkfsTime = ir.Image.MkfsTime
+			}
 			m.Entries = append(m.Entries, ManifestEntry{
 				Name: netboot.EntryLabel(i), Title: e.Title, Dir: rel, Toplevel: top.Path,
-				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: ir.Image.MkfsTime,
+				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: mkfsTime,
 				Cmdline: menu.CommandLine(i),
 			})
 			names = append(names, rel+"/"+netboot.KernelName, rel+"/"+netboot.InitrdName)
