@@ -117,3 +117,37 @@ func TestFindIPXEEFI(t *testing.T) {
 		t.Errorf("FindIPXEEFI(\"\") = %q, %v", p, err)
 	}
 }
+
+// FuzzDnsmasqUEFI checks that no UEFI field can add a line of its own to
+// dnsmasq.conf: a configuration is refused or has as many lines as a
+// clean one with the same fields set.
+func FuzzDnsmasqUEFI(f *testing.F) {
+	f.Add("ipxe.efi", "arm64/nixos.efi", "boot.ipxe", "http://h/tftp")
+	f.Add("a.efi\ndhcp-range=x", "", "", "")
+	f.Add("", "b", "c", "http://h/")
+	f.Add("x", "", "", "http://h/a b")
+	f.Fuzz(func(t *testing.T, x64, arm64, script, base string) {
+		d := Dnsmasq{TFTPRoot: "/srv/tftp", EFIx64: x64, EFIArm64: arm64, IPXEScript: script, HTTPBase: base}
+		b, err := d.Config()
+		if err != nil {
+			return
+		}
+		clean := Dnsmasq{TFTPRoot: "/srv/tftp"}
+		for _, p := range []struct {
+			v   string
+			set *string
+			to  string
+		}{{x64, &clean.EFIx64, "x.efi"}, {arm64, &clean.EFIArm64, "a.efi"}, {script, &clean.IPXEScript, "s.ipxe"}, {base, &clean.HTTPBase, "http://h/"}} {
+			if p.v != "" {
+				*p.set = p.to
+			}
+		}
+		want, err := clean.Config()
+		if err != nil {
+			t.Fatalf("clean configuration refused: %v", err)
+		}
+		if strings.Count(string(b), "\n") != strings.Count(string(want), "\n") {
+			t.Errorf("%d lines, a clean one %d:\n%s", strings.Count(string(b), "\n"), strings.Count(string(want), "\n"), b)
+		}
+	})
+}
