@@ -51,6 +51,9 @@ func signer(t *testing.T) (*uki.Signer, string) {
 // TestUKIPipeline writes a UKI of the fixture twice (same bytes), checks
 // its command line and that its .initrd is what InitrdFile writes.
 func TestUKIPipeline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds UKIs of the fixture (tens of seconds)")
+	}
 	f, c, iopts := fixtureSystem(t)
 	dir := t.TempDir()
 	o := builder.BootOptions{InitrdOptions: iopts, Cmdline: "quiet"}
@@ -103,6 +106,9 @@ func TestUKIPipeline(t *testing.T) {
 // TestPXEUEFI writes PXE trees for UEFI clients: iPXE's EFI build with
 // the menu beside it, and signed UKIs.
 func TestPXEUEFI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds UKIs of the fixture (tens of seconds)")
+	}
 	_, c, iopts := fixtureSystem(t)
 	ipxe := testutil.File(t, netboot.DebianIPXEEFI[0], "ipxe")
 	s, cert := signer(t)

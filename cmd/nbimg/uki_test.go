@@ -17,6 +17,9 @@ import (
 // .initrd, .linux and .cmdline hold the netboot directory's initrd,
 // kernel and command line (without initrd=).
 func TestNetbootUKI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds UKIs of the fixture (tens of seconds)")
+	}
 	f := testutil.LoadFixture(t)
 	ukitest.Stub(t)
 	key, cert := ukitest.Snakeoil(t)
