@@ -27,6 +27,9 @@ type BootOptions struct {
 	// NetStore, when set, serves the store image over the network: it is
 	// written beside the kernel and the initrd carries stage 0 instead.
 	NetStore *NetStore
+	// UKI, when set, makes Netboot also write nixos.efi, a Unified Kernel
+	// Image of the same kernel, initrd and command line.
+	UKI *UKIOptions
 }
 
 // BootResult describes a written boot directory.
@@ -97,9 +100,8 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 		if err != nil {
 			return err
 		}
-		res.InitrdResult = *ir
 		if kernelWarning != "" {
-			res.Warnings = append([]string{kernelWarning}, res.Warnings...)
+			ir.Warnings = append([]string{kernelWarning}, ir.Warnings...)
 		}
 		imageTime := time.Since(imageStart)
 		if err := os.WriteFile(filepath.Join(tmp, t.scriptName), t.script, t.scriptMode); err != nil {
@@ -116,6 +118,7 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 			}
 			names = append(names, more...)
 		}
+		res.InitrdResult = *ir
 		m := newManifest(t.command, o.ToolVersion, c, o.InitrdOptions, ir)
 		m.Inputs.Kernel = kernel
 		m.Inputs.Initrd = strings.Join(o.Bases, " ")
@@ -139,7 +142,7 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 
 // Netboot writes dir with bzImage, initrd (the base initrds followed by the
 // store image), netboot.ipxe and manifest.json, as NixOS's netboot module
-// lays them out. dir is replaced whole, or left alone on failure.
+// lays them out, and nixos.efi when o.UKI is set. dir is replaced whole, or left alone on failure.
 func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions) (*BootResult, error) {
 	if c.Toplevel == nil {
 		return nil, ErrNoToplevel
@@ -157,11 +160,26 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 	if err != nil {
 		return nil, err
 	}
-	return writeBootTree(ctx, c, dir, o, bootTree{
+	t := bootTree{
 		command:    "netboot",
 		kernelName: netboot.KernelName, initrdName: netboot.InitrdName, scriptName: netboot.ScriptName,
 		script: text, scriptMode: 0o644, cmdline: line,
-	})
+	}
+	if o.UKI != nil {
+		if _, err := ValidStub(c, o.UKI.Stub); err != nil {
+			return nil, err // before the long part
+		}
+		t.extra = func(tmp string, ir *InitrdResult) ([]string, error) {
+			_, _, warnings, err := writeUKI(ctx, filepath.Join(tmp, netboot.UKIName), c,
+				filepath.Join(tmp, netboot.KernelName), filepath.Join(tmp, netboot.InitrdName), o.Cmdline, *o.UKI)
+			if err != nil {
+				return nil, err
+			}
+			ir.Warnings = append(ir.Warnings, warnings...)
+			return []string{netboot.UKIName}, nil
+		}
+	}
+	return writeBootTree(ctx, c, dir, o, t)
 }
 
 // newManifest fills the parts of a manifest common to every command that

@@ -42,7 +42,28 @@ type PXEOptions struct {
 	// line carries Substitute.KernelParams for a stage 1 that substitutes
 	// the closure onto the client's disk (see netboot.Substitute).
 	Substitute *netboot.Substitute
+
+	// UEFI says what x86-64 UEFI clients boot: UEFINone (or "") nothing,
+	// UEFIIPXE iPXE's EFI build chaining tftp/boot.ipxe, UEFIUKI the
+	// first system's UKI.
+	UEFI string
+	// IPXEDir holds iPXE's EFI build (snponly.efi or ipxe.efi); "" is
+	// Debian's.
+	IPXEDir string
+	// HTTPBase, with UEFI set, adds UEFI HTTP boot answers for files
+	// served under this URL (the tftp directory's contents).
+	HTTPBase string
+	// UKI says how the UKIs are made with UEFIUKI; each system gets
+	// tftp/<toplevel>/nixos.efi.
+	UKI UKIOptions
 }
+
+// What PXE trees offer x86-64 UEFI clients (PXEOptions.UEFI).
+const (
+	UEFINone = "none"
+	UEFIIPXE = "ipxe"
+	UEFIUKI  = "uki"
+)
 
 // PXEResult describes a PXE directory.
 type PXEResult struct {
@@ -75,6 +96,9 @@ var ErrDuplicateSystem = errors.New("builder: the same system is given twice")
 //	tftp/<toplevel>/initrd      its initrd followed by its store image
 //	                            (with o.Substitute, its initrd alone)
 //	boot.ipxe                   the same menu for iPXE, files under tftp/
+//	tftp/ipxe.efi, tftp/boot.ipxe   with UEFI "ipxe": iPXE's EFI build and
+//	                            the iPXE menu it chains, files beside it
+//	tftp/<toplevel>/nixos.efi   with UEFI "uki": each system's UKI
 //	dnsmasq.conf                TFTP from dir/tftp (its final absolute
 //	                            path), proxy DHCP on o.ProxyNets
 //	manifest.json
@@ -90,6 +114,25 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 	syslinux, err := netboot.FindSyslinux(o.Syslinux)
 	if err != nil {
 		return nil, err
+	}
+	var ipxeEFI string
+	switch o.UEFI {
+	case "", UEFINone:
+		if o.HTTPBase != "" {
+			return nil, fmt.Errorf("builder: an HTTP base URL needs UEFI boot files (UEFI %s or %s)", UEFIIPXE, UEFIUKI)
+		}
+	case UEFIIPXE:
+		if ipxeEFI, err = netboot.FindIPXEEFI(o.IPXEDir); err != nil {
+			return nil, err
+		}
+	case UEFIUKI:
+		for _, c := range systems {
+			if _, err := ValidStub(c, o.UKI.Stub); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("builder: UEFI %q: want %s, %s or %s", o.UEFI, UEFINone, UEFIIPXE, UEFIUKI)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -147,11 +190,23 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 	if err != nil {
 		return nil, err
 	}
-	dnsmasq, err := netboot.Dnsmasq{
+	dm := netboot.Dnsmasq{
 		TFTPRoot:  filepath.Join(abs, netboot.TFTPDir),
 		ProxyNets: o.ProxyNets,
 		MenuText:  menu.Title,
-	}.Config()
+		HTTPBase:  o.HTTPBase,
+	}
+	var tftpMenu []byte // boot.ipxe in the TFTP root, for iPXE's EFI build
+	switch o.UEFI {
+	case UEFIIPXE:
+		dm.EFIx64, dm.IPXEScript = netboot.IPXEEFIName, netboot.MenuName
+		if tftpMenu, err = menu.IPXE(""); err != nil {
+			return nil, err
+		}
+	case UEFIUKI:
+		dm.EFIx64 = menu.Entries[0].Dir + "/" + netboot.UKIName
+	}
+	dnsmasq, err := dm.Config()
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +224,13 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 				return fmt.Errorf("syslinux: %w", err)
 			}
 			names = append(names, netboot.TFTPDir+"/"+n)
+		}
+		if ipxeEFI != "" {
+			logf("%s from %s", netboot.IPXEEFIName, ipxeEFI)
+			if err := copyFile(filepath.Join(tftp, netboot.IPXEEFIName), ipxeEFI, 0o644); err != nil {
+				return fmt.Errorf("ipxe: %w", err)
+			}
+			names = append(names, netboot.TFTPDir+"/"+netboot.IPXEEFIName)
 		}
 		var imageTime time.Duration
 		m := &Manifest{}
@@ -211,6 +273,16 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 			if kernelWarning != "" {
 				ir.Warnings = append([]string{kernelWarning}, ir.Warnings...)
 			}
+			var uki []string
+			if o.UEFI == UEFIUKI {
+				_, _, warnings, err := writeUKI(ctx, filepath.Join(edir, netboot.UKIName), c,
+					filepath.Join(edir, netboot.KernelName), filepath.Join(edir, netboot.InitrdName), e.Cmdline, o.UKI)
+				if err != nil {
+					return fmt.Errorf("%s: %w", top.Path, err)
+				}
+				ir.Warnings = append(ir.Warnings, warnings...)
+				uki = []string{netboot.TFTPDir + "/" + e.Dir + "/" + netboot.UKIName}
+			}
 			res.Systems = append(res.Systems, *ir)
 			if i == 0 {
 				m = newManifest("pxe", o.ToolVersion, c, iopts, ir)
@@ -225,6 +297,13 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 				Cmdline: menu.CommandLine(i),
 			})
 			names = append(names, rel+"/"+netboot.KernelName, rel+"/"+netboot.InitrdName)
+			names = append(names, uki...)
+		}
+		if tftpMenu != nil {
+			if err := os.WriteFile(filepath.Join(tftp, netboot.MenuName), tftpMenu, 0o644); err != nil {
+				return err
+			}
+			names = append(names, netboot.TFTPDir+"/"+netboot.MenuName)
 		}
 		for _, f := range []struct {
 			name string

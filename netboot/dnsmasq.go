@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strings"
 )
@@ -28,7 +29,36 @@ type Dnsmasq struct {
 	BootFile string
 	// MenuText names the boot service in the client's PXE menu.
 	MenuText string
+
+	// EFIx64 is the file x86-64 UEFI clients (client architecture 7 and
+	// 9) load, relative to TFTPRoot: iPXE's EFI build (IPXEEFIName) or a
+	// Unified Kernel Image. Empty: UEFI x86-64 clients get no answer.
+	EFIx64 string
+	// EFIArm64 is the file arm64 UEFI clients (client architecture 11)
+	// load, relative to TFTPRoot. Empty: no answer.
+	EFIArm64 string
+	// IPXEScript, when set, is what x86-64 UEFI clients that run iPXE
+	// (DHCP user class "iPXE") load instead of EFIx64, relative to
+	// TFTPRoot: the script an iPXE EFIx64 chains (MenuName). Without it a
+	// client booting iPXE would be told to load iPXE again, forever.
+	IPXEScript string
+	// HTTPBase, when set, is the URL the UEFI boot files are also served
+	// under (http://server/path/): UEFI HTTP boot clients (client
+	// architecture 16 x86-64, 19 arm64, vendor class HTTPClient) get
+	// HTTPBase + EFIx64 or EFIArm64.
+	HTTPBase string
 }
+
+// Client architectures: DHCP option 93 (RFC 4578, IANA's "Processor
+// Architecture Types").
+const (
+	ArchBIOS         = 0
+	ArchEFIx64BC     = 7 // what most x86-64 UEFI firmware sends
+	ArchEFIx64       = 9
+	ArchEFIArm64     = 11
+	ArchEFIx64HTTP   = 16
+	ArchEFIArm64HTTP = 19
+)
 
 // ParseProxyNet checks a --proxy-net value and returns the dnsmasq
 // dhcp-range it makes: "ADDR,proxy" for an address, "NET,proxy,MASK" for a
@@ -76,8 +106,23 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("menu text: %w", err)
 	}
-	if strings.ContainsAny(boot, ",\"\\# \t\n\r\x00") {
-		return nil, fmt.Errorf("%w: boot file %q has a comma, quote, backslash, #, blank or line break", ErrBadDnsmasq, boot)
+	for _, f := range []struct{ name, v string }{{"boot file", boot}, {"x86-64 UEFI boot file", d.EFIx64},
+		{"arm64 UEFI boot file", d.EFIArm64}, {"iPXE script", d.IPXEScript}, {"HTTP base URL", d.HTTPBase}} {
+		if strings.ContainsAny(f.v, ",\"\\# \t\n\r\x00") {
+			return nil, fmt.Errorf("%w: %s %q has a comma, quote, backslash, #, blank or line break", ErrBadDnsmasq, f.name, f.v)
+		}
+	}
+	if d.HTTPBase != "" {
+		u, err := url.Parse(d.HTTPBase)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%w: HTTP base %q is not an http:// or https:// URL", ErrBadDnsmasq, d.HTTPBase)
+		}
+		if d.EFIx64 == "" && d.EFIArm64 == "" {
+			return nil, fmt.Errorf("%w: an HTTP base URL needs a UEFI boot file", ErrBadDnsmasq)
+		}
+	}
+	if d.IPXEScript != "" && d.EFIx64 == "" {
+		return nil, fmt.Errorf("%w: an iPXE script needs a UEFI boot file that chains it", ErrBadDnsmasq)
 	}
 	var ranges []string
 	for _, n := range d.ProxyNets {
@@ -109,6 +154,50 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	service := strings.TrimSuffix(boot, ".0")
 	fmt.Fprintf(&b, "\n# BIOS PXE clients load %s (one service: no PXE menu).\n", boot)
 	fmt.Fprintf(&b, "pxe-service=x86PC,%s,%s\n", quotedText, service)
+	if d.EFIx64 == "" && d.EFIArm64 == "" {
+		return []byte(b.String()), nil
+	}
+	b.WriteString("\n# UEFI clients, by client architecture (DHCP option 93): 7 and 9 are\n")
+	b.WriteString("# x86-64 UEFI, 11 arm64 UEFI. dnsmasq names them BC_EFI, x86-64_EFI and\n")
+	b.WriteString("# ARM64_EFI; a file name with a dot gets no \".0\" added.\n")
+	notIPXE := ""
+	if d.IPXEScript != "" {
+		b.WriteString("# iPXE says so in its DHCP user class: it gets the script, not itself again.\n")
+		b.WriteString("dhcp-userclass=set:ipxe,iPXE\n")
+		notIPXE = "tag:!ipxe,"
+	}
+	for _, csa := range []string{"BC_EFI", "x86-64_EFI"} {
+		if d.EFIx64 == "" {
+			break
+		}
+		fmt.Fprintf(&b, "pxe-service=%s%s,%s,%s\n", notIPXE, csa, quotedText, d.EFIx64)
+		if d.IPXEScript != "" {
+			fmt.Fprintf(&b, "pxe-service=tag:ipxe,%s,%s,%s\n", csa, quotedText, d.IPXEScript)
+		}
+	}
+	if d.EFIArm64 != "" {
+		fmt.Fprintf(&b, "pxe-service=ARM64_EFI,%s,%s\n", quotedText, d.EFIArm64)
+	}
+	if d.HTTPBase != "" {
+		base := strings.TrimRight(d.HTTPBase, "/") + "/"
+		b.WriteString("\n# UEFI HTTP boot (client architecture 16 x86-64, 19 arm64): the answer\n")
+		b.WriteString("# carries vendor class HTTPClient and the boot file as a URL. dnsmasq\n")
+		b.WriteString("# sends it where it gives addresses (a dhcp-range without \"proxy\"); in\n")
+		b.WriteString("# proxy mode it answers PXE clients only, so give your DHCP server the\n")
+		b.WriteString("# same two settings for these clients.\n")
+		for _, h := range []struct {
+			tag  string
+			arch int
+			file string
+		}{{"efi-http-x64", ArchEFIx64HTTP, d.EFIx64}, {"efi-http-arm64", ArchEFIArm64HTTP, d.EFIArm64}} {
+			if h.file == "" {
+				continue
+			}
+			fmt.Fprintf(&b, "dhcp-match=set:%s,option:client-arch,%d\n", h.tag, h.arch)
+			fmt.Fprintf(&b, "dhcp-option-force=tag:%s,60,HTTPClient\n", h.tag)
+			fmt.Fprintf(&b, "dhcp-boot=tag:%s,%s%s\n", h.tag, base, h.file)
+		}
+	}
 	return []byte(b.String()), nil
 }
 

@@ -14,10 +14,16 @@
 // ${cmdline} is an iPXE setting, empty unless a chain-loading menu (such as
 // netboot.xyz) sets it, so a menu can add kernel parameters.
 //
+// UEFI clients: the dnsmasq configuration selects the boot file by the
+// client's architecture (DHCP option 93): x86-64 UEFI gets iPXE's EFI
+// build (FindIPXEEFI), which chains the iPXE menu, or a Unified Kernel
+// Image (UKIName, see package uki); arm64 UEFI gets its own file; UEFI
+// HTTP boot gets a URL.
+//
 // Limits: every field must fit on one line, and kernel parameters are
-// passed to iPXE as written; iPXE expands "${...}" inside them. The PXE
-// menus are for BIOS clients (pxelinux.0 and its BIOS modules); proxy DHCP
-// is IPv4 only.
+// passed to iPXE as written; iPXE expands "${...}" inside them. The
+// pxelinux menu is for BIOS clients (pxelinux.0 and its BIOS modules);
+// proxy DHCP is IPv4 only and answers PXE clients, not UEFI HTTP boot.
 package netboot
 
 import (

@@ -16,6 +16,10 @@ packages=(
 	nbdkit nbd-server nbd-client cryptsetup-bin python3
 	# UEFI: firmware, UKI stub, signing checks, ESP images, iPXE EFI builds
 	ovmf systemd-boot-efi sbsigntool dosfstools mtools binutils ipxe
+	# UEFI tests: the snakeoil key is decrypted with openssl; the UEFI PXE
+	# boot runs dnsmasq and QEMU in a network namespace (ip netns, tap)
+	openssl
+	iproute2
 	# aarch64 guests
 	qemu-system-arm qemu-efi-aarch64
 	# the closureInfo oracle's builder (internal/check/closureinfo.nix)

@@ -57,6 +57,13 @@ func pxeCommand() *cli.Command {
 			"  DIR/dnsmasq.conf           TFTP from DIR/tftp and proxy DHCP on each --proxy-net\n" +
 			"                             (dnsmasq -d -C DIR/dnsmasq.conf, as root)\n" +
 			"  DIR/manifest.json          inputs, settings, entries, size and sha256 of each file\n\n" +
+			"UEFI clients (--uefi): dnsmasq.conf picks the boot file by the client's\n" +
+			"architecture (DHCP option 93). With --uefi ipxe, x86-64 UEFI loads\n" +
+			"tftp/ipxe.efi (iPXE's EFI build, from --ipxe or Debian's ipxe package),\n" +
+			"which asks again as iPXE and gets tftp/boot.ipxe, the menu with files\n" +
+			"beside it. With --uefi uki, every system also gets tftp/<toplevel>/nixos.efi\n" +
+			"(see nbimg uki; --sign-key signs them) and x86-64 UEFI loads the first one.\n" +
+			"--http-base URL adds UEFI HTTP boot answers for the same files under URL.\n\n" +
 			"Each entry's command line is init=<toplevel>/init <kernel-params>, then\n" +
 			"console= (--serial-console), loglevel= (--loglevel) and --cmdline. Menu\n" +
 			"entries are labelled with the system's name, version and hash. dnsmasq.conf\n" +
@@ -86,7 +93,10 @@ func pxeCommand() *cli.Command {
 			&cli.StringFlag{Name: "title", Value: "NixOS network boot", Usage: "menu title"},
 			&cli.StringFlag{Name: "binary-cache", Usage: "boot from the Nix binary cache at `URL` (nbimg binary-cache): initrds without a store image, and " + netboot.ParamToplevel + "=, " + netboot.ParamSubstituter + "=, " + netboot.ParamTrustedKey + "= on each command line; needs --public-key"},
 			&cli.StringFlag{Name: "public-key", Usage: "the binary cache's public key `FILE` (name:base64, from nix-store --generate-binary-cache-key), the only key clients trust", TakesFile: true},
-		}, pxeInputFlags()...), storeImageFlags()...),
+			&cli.StringFlag{Name: "uefi", Value: builder.UEFINone, Usage: "what x86-64 UEFI clients boot: `MODE` none, ipxe (iPXE's EFI build chaining tftp/boot.ipxe) or uki (the first system's nixos.efi)"},
+			&cli.StringFlag{Name: "ipxe", Usage: "`DIR` holding iPXE's EFI build, snponly.efi or ipxe.efi (default: Debian's ipxe package)", TakesFile: true},
+			&cli.StringFlag{Name: "http-base", Usage: "also answer UEFI HTTP boot clients with files under this `URL` (where the tftp directory is served over HTTP)"},
+		}, append(ukiFlags(), pxeInputFlags()...)...), storeImageFlags()...),
 		Action: runPXE,
 	}
 }
@@ -115,6 +125,30 @@ func runPXE(c *cli.Context) error {
 		Syslinux:  c.String("syslinux"),
 		Title:     c.String("title"),
 		Timeout:   time.Duration(c.Int("menu-timeout")) * time.Second,
+		UEFI:      c.String("uefi"),
+		IPXEDir:   c.String("ipxe"),
+		HTTPBase:  c.String("http-base"),
+	}
+	switch opts.UEFI {
+	case builder.UEFINone:
+		if opts.HTTPBase != "" {
+			return usageErrorf("--http-base needs --uefi ipxe or --uefi uki")
+		}
+	case builder.UEFIIPXE, builder.UEFIUKI:
+	default:
+		return usageErrorf("--uefi %q: want none, ipxe or uki", opts.UEFI)
+	}
+	if opts.UEFI == builder.UEFIUKI {
+		uo, err := ukiOptionsFromFlags(c)
+		if err != nil {
+			return err
+		}
+		opts.UKI = *uo
+	} else if name := ukiFlagsSet(c); name != "" {
+		return usageErrorf("--%s needs --uefi uki", name)
+	}
+	if opts.IPXEDir != "" && opts.UEFI != builder.UEFIIPXE {
+		return usageErrorf("--ipxe needs --uefi ipxe")
 	}
 	if s := c.String("serial-console"); s != "" {
 		sc, err := netboot.ParseSerial(s)

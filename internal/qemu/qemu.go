@@ -69,6 +69,15 @@ type Config struct {
 	// script such as netboot.ipxe, pxelinux.0, a kernel...).
 	TFTPDir  string
 	BootFile string
+	// NetDev, instead of TFTPDir, network-boots from another network: a
+	// -netdev value without id (e.g. "tap,ifname=tap0,script=no,downscript=no"
+	// for a tap device whose network has a DHCP and TFTP server).
+	NetDev string
+
+	// Disk boot: Disk is a raw disk image (an EFI system partition for
+	// UEFI firmware, see ESP) attached as a virtio drive, writes
+	// discarded; the firmware boots from it.
+	Disk string
 
 	// Marker, when a console line contains it, ends the boot successfully.
 	Marker string
@@ -178,13 +187,15 @@ func (c *Config) accel() string {
 
 // Args returns QEMU's arguments for c (without the binary).
 func (c *Config) Args() ([]string, error) {
-	direct, net := c.Kernel != "", c.TFTPDir != ""
+	direct, net, disk := c.Kernel != "", c.TFTPDir != "" || c.NetDev != "", c.Disk != ""
 	switch {
-	case direct && net:
-		return nil, errors.New("qemu: set either Kernel (direct boot) or TFTPDir (network boot), not both")
-	case !direct && !net:
-		return nil, errors.New("qemu: nothing to boot: set Kernel or TFTPDir")
-	case net && c.BootFile == "":
+	case direct && net, direct && disk, net && disk:
+		return nil, errors.New("qemu: set one of Kernel (direct boot), TFTPDir (network boot) or Disk")
+	case !direct && !net && !disk:
+		return nil, errors.New("qemu: nothing to boot: set Kernel, TFTPDir or Disk")
+	case c.TFTPDir != "" && c.NetDev != "":
+		return nil, errors.New("qemu: set either TFTPDir (QEMU's network) or NetDev, not both")
+	case c.TFTPDir != "" && c.BootFile == "":
 		return nil, errors.New("qemu: network boot needs BootFile (a file in TFTPDir)")
 	case c.Initrd != "" && !direct, c.Cmdline != "" && !direct:
 		return nil, errors.New("qemu: Initrd and Cmdline need Kernel")
@@ -215,6 +226,14 @@ func (c *Config) Args() ([]string, error) {
 		if !hasNetArg(c.ExtraArgs) {
 			args = append(args, "-nic", "none")
 		}
+	} else if disk {
+		if strings.Contains(c.Disk, ",") {
+			return nil, fmt.Errorf("qemu: %q: QEMU options cannot hold a comma", c.Disk)
+		}
+		args = append(args, "-drive", "if=virtio,format=raw,snapshot=on,file="+c.Disk)
+		if !hasNetArg(c.ExtraArgs) {
+			args = append(args, "-nic", "none")
+		}
 	} else {
 		for _, s := range []string{c.TFTPDir, c.BootFile} {
 			if strings.Contains(s, ",") {
@@ -225,9 +244,13 @@ func (c *Config) Args() ([]string, error) {
 		if nic == "" {
 			nic = DefaultNIC
 		}
+		netdev := "user,id=n0,tftp=" + c.TFTPDir + ",bootfile=" + c.BootFile
+		if c.NetDev != "" {
+			netdev = c.NetDev + ",id=n0"
+		}
 		args = append(args,
 			"-boot", "n",
-			"-netdev", "user,id=n0,tftp="+c.TFTPDir+",bootfile="+c.BootFile,
+			"-netdev", netdev,
 			"-device", nic+",netdev=n0")
 	}
 	return append(args, c.ExtraArgs...), nil
