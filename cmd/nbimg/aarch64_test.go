@@ -85,6 +85,15 @@ func TestAArch64NetbootOutputs(t *testing.T) {
 	if m := readManifest(t, tree); m.Inputs.Arch != "aarch64" {
 		t.Errorf("kexec tree manifest.json: arch %q, want aarch64", m.Inputs.Arch)
 	}
+
+	// The Pi 5's firmware loads kernel_2712.img: the Image, unchanged.
+	pi := buildPi(t, f, piFirmware(t), "--model", "pi5")
+	if k := piRead(t, filepath.Join(pi, "boot", "kernel_2712.img")); !bytes.Equal(k, want) {
+		t.Errorf("boot/kernel_2712.img is not the system's Image")
+	}
+	if m := readManifest(t, pi); m.Inputs.Arch != "aarch64" || m.Pi == nil || m.Pi.Kernel != "kernel_2712.img" {
+		t.Errorf("pi manifest.json: arch %q, pi %+v; want aarch64 and kernel_2712.img", m.Inputs.Arch, m.Pi)
+	}
 }
 
 // TestNetbootKernelOfAnotherArch gives the aarch64 system the x86

@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"debug/elf"
+	"debug/pe"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +28,15 @@ func TestLoadFixtureAArch64(t *testing.T) {
 	if !strings.Contains(f.KernelParams, "console=ttyAMA0") {
 		t.Errorf("kernel-params %q do not name the virt machine's console ttyAMA0", f.KernelParams)
 	}
+	// The arm64 UKI stub, a PE for ARM64.
+	stub, err := pe.Open(AArch64Stub(t, f))
+	if err != nil {
+		t.Fatalf("the arm64 stub: %v", err)
+	}
+	if stub.Machine != pe.IMAGE_FILE_MACHINE_ARM64 {
+		t.Errorf("the arm64 stub is for machine %#x, want ARM64", stub.Machine)
+	}
+	stub.Close()
 	for _, prog := range []string{"sw/bin/busybox", "sw/bin/kexec"} {
 		p := filepath.Join(f.Toplevel, prog)
 		if prog == "sw/bin/kexec" {
