@@ -73,6 +73,9 @@ func TestNetbootOutputs(t *testing.T) {
 	if m.Inputs.Cmdline != want {
 		t.Errorf("manifest kernel_cmdline %q, want %q", m.Inputs.Cmdline, want)
 	}
+	if m.Inputs.Arch != "x86_64" {
+		t.Errorf("manifest arch %q, want x86_64", m.Inputs.Arch)
+	}
 	if m.Inputs.Toplevel != f.Toplevel || m.Inputs.StorePaths != len(f.StorePaths(t)) {
 		t.Errorf("manifest inputs %+v do not describe %s", m.Inputs, f.Toplevel)
 	}
