@@ -11,7 +11,9 @@
 GO      ?= go
 BIN     := bin/nbimg
 FIXTURE ?= $(CURDIR)/testdata/fixture/out
+FIXTURE_AARCH64 ?= $(CURDIR)/testdata/fixture/out-aarch64
 export NBIMG_FIXTURE := $(FIXTURE)
+export NBIMG_FIXTURE_AARCH64 := $(FIXTURE_AARCH64)
 
 .PHONY: all build deps test test-short test-race lint fixture demo bench clean
 
@@ -31,10 +33,13 @@ deps:
 	@bash scripts/deps.sh || echo "continuing without them: tests that need them will skip"
 
 # The fixture system needs real Nix; without it the tests that use it skip
-# (or fail when NBIMG_REQUIRE_TOOLS=1).
+# (or fail when NBIMG_REQUIRE_TOOLS=1). Its aarch64 twin also needs Debian's
+# arm64 packages (fetched as root the first time).
 fixture:
 	@if command -v nix-build >/dev/null 2>&1; then \
-		bash testdata/fixture/build.sh "$(FIXTURE)"; \
+		bash testdata/fixture/build.sh "$(FIXTURE)" && \
+		{ bash testdata/fixture/build.sh --arch aarch64 "$(FIXTURE_AARCH64)" || \
+			echo "the aarch64 fixture is not built: its tests will skip"; }; \
 	else \
 		echo "nix-build not found: the fixture system is not built (apt-get install nix-bin)"; \
 	fi

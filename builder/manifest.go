@@ -89,6 +89,7 @@ type ManifestEntry struct {
 type ManifestInputs struct {
 	Toplevel   string `json:"toplevel,omitempty"`       // store path of the NixOS system
 	Label      string `json:"label,omitempty"`          // its name without the hash
+	Arch       string `json:"arch,omitempty"`           // its architecture: x86_64 or aarch64
 	Kernel     string `json:"kernel,omitempty"`         // the kernel used
 	Initrd     string `json:"initrd,omitempty"`         // the base initrd used
 	StorePaths int    `json:"store_paths"`              // paths in the closure

@@ -68,6 +68,8 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 	kernel := o.Kernel
 	if kernel == "" {
 		kernel = c.HostPath(top.Kernel)
+	} else if err := nixstore.CheckKernelFile(top.Arch, kernel); err != nil {
+		return nil, err
 	}
 	if len(o.Bases) == 0 {
 		o.Bases = []string{c.HostPath(top.Initrd)}
@@ -140,14 +142,19 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 	return res, nil
 }
 
-// Netboot writes dir with bzImage, initrd (the base initrds followed by the
-// store image), netboot.ipxe and manifest.json, as NixOS's netboot module
-// lays them out, and nixos.efi when o.UKI is set. dir is replaced whole, or left alone on failure.
+// Netboot writes dir with the kernel, initrd (the base initrds followed by
+// the store image), netboot.ipxe and manifest.json, as NixOS's netboot
+// module lays them out, and nixos.efi when o.UKI is set. The kernel file is
+// named as nixpkgs names the system's (bzImage on x86_64, Image on
+// aarch64), and netboot.ipxe loads it by that name. dir is replaced whole,
+// or left alone on failure.
 func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions) (*BootResult, error) {
 	if c.Toplevel == nil {
 		return nil, ErrNoToplevel
 	}
+	kernelName := c.Toplevel.Arch.KernelFile()
 	script := netboot.IPXE{
+		Kernel:       kernelName,
 		Init:         c.Toplevel.InitArg(),
 		KernelParams: strings.Join(c.Toplevel.KernelParams, " "),
 		Cmdline:      netStoreCmdline(o),
@@ -162,7 +169,7 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 	}
 	t := bootTree{
 		command:    "netboot",
-		kernelName: netboot.KernelName, initrdName: netboot.InitrdName, scriptName: netboot.ScriptName,
+		kernelName: kernelName, initrdName: netboot.InitrdName, scriptName: netboot.ScriptName,
 		script: text, scriptMode: 0o644, cmdline: line,
 	}
 	if o.UKI != nil {
@@ -212,6 +219,7 @@ func newManifest(command, version string, c *nixstore.Closure, o InitrdOptions, 
 	if t := c.Toplevel; t != nil {
 		m.Inputs.Toplevel = t.Path
 		m.Inputs.Label = t.Label
+		m.Inputs.Arch = string(t.Arch)
 	}
 	return m
 }

@@ -65,6 +65,9 @@ func PiNetImage(ctx context.Context, c *nixstore.Closure, dir string, o PiOption
 		return nil, ErrNoToplevel
 	}
 	logf := logOrDiscard(o.Logf)
+	if top.Arch != nixstore.ArchAArch64 {
+		logf("warning: %s is an %s system: a Raspberry Pi's firmware boots only an aarch64 kernel as %s", top.Path, top.Arch, o.Model.KernelName())
+	}
 	name := o.Name
 	if name == "" {
 		var err error
@@ -90,6 +93,8 @@ func PiNetImage(ctx context.Context, c *nixstore.Closure, dir string, o PiOption
 	kernel, initrd := o.Kernel, o.Initrd
 	if kernel == "" {
 		kernel = c.HostPath(top.Kernel)
+	} else if err := nixstore.CheckKernelFile(top.Arch, kernel); err != nil {
+		return nil, err
 	}
 	if initrd == "" {
 		initrd = c.HostPath(top.Initrd)
@@ -202,6 +207,7 @@ func PiNetImage(ctx context.Context, c *nixstore.Closure, dir string, o PiOption
 			Inputs: ManifestInputs{
 				Toplevel:   top.Path,
 				Label:      top.Label,
+				Arch:       string(top.Arch),
 				Kernel:     kernel,
 				Initrd:     initrd,
 				StorePaths: len(c.Paths),

@@ -47,6 +47,9 @@ var ErrBadScript = errors.New("netboot: invalid iPXE script field")
 
 // IPXE holds what netboot.ipxe says.
 type IPXE struct {
+	// Kernel is the kernel's file name; "" is KernelName (bzImage). An
+	// aarch64 system's is Image, as nixpkgs names it there.
+	Kernel string
 	// Init is the stage 2 init, InitPath(toplevel).
 	Init string
 	// KernelParams is the toplevel's kernel-params file, one line.
@@ -85,7 +88,14 @@ func (s IPXE) Script() ([]byte, error) {
 	}
 	var b strings.Builder
 	b.WriteString("#!ipxe\n")
-	fmt.Fprintf(&b, "kernel --name %s %s %s ${cmdline}\n", KernelName, KernelName, strings.Join(args, " "))
+	kernel := s.Kernel
+	if kernel == "" {
+		kernel = KernelName
+	}
+	if strings.ContainsAny(kernel, " \t\n\r/$") {
+		return nil, fmt.Errorf("%w: kernel file name %q", ErrBadScript, kernel)
+	}
+	fmt.Fprintf(&b, "kernel --name %s %s %s ${cmdline}\n", kernel, kernel, strings.Join(args, " "))
 	fmt.Fprintf(&b, "initrd --name %s %s\n", InitrdName, InitrdName)
 	b.WriteString("boot\n")
 	return []byte(b.String()), nil

@@ -19,6 +19,7 @@ func TestScriptGolden(t *testing.T) {
 		{"plain", IPXE{Init: InitPath(toplevel)}},
 		{"params", IPXE{Init: InitPath(toplevel), KernelParams: "console=ttyS0 loglevel=4 root=fstab"}},
 		{"params-cmdline", IPXE{Init: InitPath(toplevel + "/"), KernelParams: " console=ttyS0 loglevel=4\t", Cmdline: "boot.shell_on_fail"}},
+		{"aarch64", IPXE{Init: InitPath(toplevel), KernelParams: "console=ttyAMA0", Kernel: "Image"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.s.Script()
@@ -71,6 +72,11 @@ func TestScriptRejects(t *testing.T) {
 		}
 		if _, err := s.KernelCmdline(); !errors.Is(err, ErrBadScript) {
 			t.Errorf("%+v: KernelCmdline err = %v", s, err)
+		}
+	}
+	for _, k := range []string{"a b", "dir/Image", "x\nboot", "${k}"} {
+		if _, err := (IPXE{Init: "/init", Kernel: k}).Script(); !errors.Is(err, ErrBadScript) {
+			t.Errorf("kernel name %q: err = %v, want ErrBadScript", k, err)
 		}
 	}
 	if !strings.HasSuffix(InitPath("/a/"), "/a/init") {

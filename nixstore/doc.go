@@ -18,6 +18,9 @@
 // A toplevel is a NixOS system.build.toplevel: ReadToplevel, the one place
 // its files are read, resolves its kernel, initrd, init, dtbs, firmware and
 // kernel-modules links and reads kernel-params, nixos-version and system.
+// Its architecture (x86_64 or aarch64, DetectArch) comes from `system`, else
+// from the kernel's own header (an x86 bzImage's "HdrS" at 0x202, an arm64
+// Image's "ARM\x64" at 56); a kernel that contradicts `system` is an error.
 // SubClosure cuts the closure of one path out of a larger one.
 // Input.StoreRoot reads /nix/store/X from StoreRoot/nix/store/X and resolves
 // absolute symlinks inside it, for stores built in a chroot.

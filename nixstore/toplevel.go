@@ -25,6 +25,10 @@ type Toplevel struct {
 	System        string // content of `system`, trimmed, e.g. "x86_64-linux"
 	Firmware      string // resolved directory of `firmware`
 	KernelModules string // resolved directory of `kernel-modules` (holds lib/modules/<version>)
+
+	// Arch is the system's architecture: from `system`, else from the
+	// kernel's header (see DetectArch).
+	Arch Arch
 }
 
 // InitArg returns what NixOS puts after init= on the kernel command line:
@@ -118,6 +122,13 @@ func ReadToplevel(p, storeRoot string) (*Toplevel, error) {
 		default:
 			return nil, fmt.Errorf("toplevel %s: %w", sp, err)
 		}
+	}
+	hdr, err := readKernelHeader(hostJoin(root, t.Kernel))
+	if err != nil {
+		return nil, fmt.Errorf("toplevel %s: kernel: %w", sp, err)
+	}
+	if t.Arch, err = DetectArch(t.System, hdr); err != nil {
+		return nil, fmt.Errorf("toplevel %s: %w", sp, err)
 	}
 	return t, nil
 }

@@ -16,7 +16,8 @@ func kexecCommand() *cli.Command {
 		Description: "Builds the squashfs of the system's closure, appends it to the system's\n" +
 			"initrd (as `nbimg netboot` does), and writes a directory that boots the\n" +
 			"system from any running Linux with kexec, under NixOS's names:\n\n" +
-			"  DIR/bzImage        the kernel\n" +
+			"  DIR/bzImage        the kernel (named so on every architecture, as NixOS's\n" +
+			"                     kexec tree names it)\n" +
 			"  DIR/initrd.gz      the system's initrd followed by the store image\n" +
 			"                     (/nix-store.squashfs in an appended cpio segment)\n" +
 			"  DIR/kexec-boot     POSIX shell script: checks for kexec, loads bzImage and\n" +

@@ -101,21 +101,22 @@ func TestKexecTreeOutputs(t *testing.T) {
 // every file, the tarball included, has the same bytes, and the tarball's
 // time is SOURCE_DATE_EPOCH.
 func TestKexecTreeReproducible(t *testing.T) {
-	f := testutil.LoadFixture(t)
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
-	a := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--processors", "1")
-	b := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--processors", "3")
-	for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot", "kexec.tar.gz"} {
-		_, sa := digest(t, filepath.Join(a, n))
-		_, sb := digest(t, filepath.Join(b, n))
-		if sa != sb {
-			t.Errorf("%s differs between --processors 1 and 3", n)
+	forEachFixture(t, func(t *testing.T, f *testutil.Fixture) {
+		a := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--processors", "1")
+		b := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--tarball", "--processors", "3")
+		for _, n := range []string{"bzImage", "initrd.gz", "kexec-boot", "kexec.tar.gz"} {
+			_, sa := digest(t, filepath.Join(a, n))
+			_, sb := digest(t, filepath.Join(b, n))
+			if sa != sb {
+				t.Errorf("%s differs between --processors 1 and 3", n)
+			}
 		}
-	}
-	sameManifest(t, a, b)
-	if out := strings.Join(check.TarList(t, filepath.Join(a, "kexec.tar.gz")), "\n"); strings.Count(out, "2023-11-14 22:13") != 4 {
-		t.Errorf("tarball times are not SOURCE_DATE_EPOCH (2023-11-14 22:13):\n%s", out)
-	}
+		sameManifest(t, a, b)
+		if out := strings.Join(check.TarList(t, filepath.Join(a, "kexec.tar.gz")), "\n"); strings.Count(out, "2023-11-14 22:13") != 4 {
+			t.Errorf("tarball times are not SOURCE_DATE_EPOCH (2023-11-14 22:13):\n%s", out)
+		}
+	})
 }
 
 func TestKexecTreeErrors(t *testing.T) {
@@ -164,9 +165,25 @@ func TestKexecTreeBoots(t *testing.T) {
 	// The first system skips the store check; the kexec'ed one, which
 	// boots the tree's initrd.gz, checks every file's sha256.
 	tree := buildKexec(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir)
+	first := kexecFirstInitrd(t, tree)
+	m := readManifest(t, tree)
 
-	// The first boot's initrd: initrd.gz, NULs to a 4-byte boundary, then
-	// an uncompressed newc segment holding kexec/ and the tree.
+	res := qemu.BootT(t, qemu.Config{
+		Kernel:      filepath.Join(tree, "bzImage"),
+		Initrd:      first,
+		Cmdline:     m.Inputs.Cmdline + " fixture.check=none fixture.kexec=/kexec",
+		Memory:      1024,
+		Marker:      f.Marker,
+		FailMarkers: []string{f.FailMarker},
+	})
+	checkKexecBoot(t, f, res, "sha256")
+}
+
+// kexecFirstInitrd returns the initrd of a boot that kexecs the tree: the
+// tree's initrd.gz, NULs to a 4-byte boundary, then an uncompressed newc
+// segment holding kexec/ and the tree's files, for fixture.kexec=/kexec.
+func kexecFirstInitrd(t *testing.T, tree string) string {
+	t.Helper()
 	ird, err := os.ReadFile(filepath.Join(tree, "initrd.gz"))
 	if err != nil {
 		t.Fatal(err)
@@ -198,18 +215,16 @@ func TestKexecTreeBoots(t *testing.T) {
 	if err := os.WriteFile(first, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := readManifest(t, tree)
+	return first
+}
 
-	res := qemu.BootT(t, qemu.Config{
-		Kernel:      filepath.Join(tree, "bzImage"),
-		Initrd:      first,
-		Cmdline:     m.Inputs.Cmdline + " fixture.check=none fixture.kexec=/kexec",
-		Memory:      1024,
-		Marker:      f.Marker,
-		FailMarkers: []string{f.FailMarker},
-	})
-	if !strings.Contains(res.Line, "tag=kexec") || !strings.Contains(res.Line, "check=sha256") {
-		t.Errorf("the marker %q is not the kexec'ed system's after a full store check (tag=kexec, check=sha256)", res.Line)
+// checkKexecBoot checks that the marker came from the kexec'ed system
+// after its store check (fixture.check=check), and that stage 2 ran before
+// and after kexec.
+func checkKexecBoot(t *testing.T, f *testutil.Fixture, res *qemu.Result, check string) {
+	t.Helper()
+	if !strings.Contains(res.Line, "tag=kexec") || !strings.Contains(res.Line, "check="+check) {
+		t.Errorf("the marker %q is not the kexec'ed system's after its store check (tag=kexec, check=%s)", res.Line, check)
 	}
 	console := string(res.Console)
 	if !strings.Contains(console, "kexec-boot: loading /run/fixture-kexec/bzImage") {

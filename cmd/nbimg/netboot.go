@@ -11,12 +11,13 @@ func init() { registerCommand(netbootCommand) }
 func netbootCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "netboot",
-		Usage:     "write bzImage, initrd (with the store appended), netboot.ipxe and manifest.json",
+		Usage:     "write bzImage (Image on aarch64), initrd (with the store appended), netboot.ipxe and manifest.json",
 		ArgsUsage: " ",
 		Description: "Builds the squashfs of the system's closure, appends it to the system's\n" +
 			"initrd as a cpio segment holding /nix-store.squashfs, and writes the\n" +
 			"directory a netboot server serves:\n\n" +
-			"  DIR/bzImage        the kernel\n" +
+			"  DIR/bzImage        the kernel; DIR/Image for an aarch64 system, as nixpkgs\n" +
+			"                     names it (the `system` file, else the kernel's header)\n" +
 			"  DIR/initrd         the system's initrd followed by the store image\n" +
 			"  DIR/netboot.ipxe   iPXE script: init=<toplevel>/init, kernel-params, ${cmdline}\n" +
 			"  DIR/nixos.efi      with --uki: the same as one UEFI executable (nbimg uki)\n" +

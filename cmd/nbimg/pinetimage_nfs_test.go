@@ -28,12 +28,20 @@ func TestPiNetimageBootsNFS(t *testing.T) {
 	}
 	f := testutil.LoadFixture(t)
 	qemu.Require(t)
+	// The x86 fixture's bzImage, under the Pi's name.
+	piBootNFS(t, f, "fixture.root=nfs", func(c qemu.Config) qemu.Config { return c })
+}
 
+// piBootNFS writes f's Pi tree with extra on cmdline.txt, serves its root
+// over NFSv3 and boots boot/kernel8.img with boot/initrd and cmdline.txt
+// in the QEMU that guest makes of the configuration, until the marker.
+func piBootNFS(t *testing.T, f *testutil.Fixture, extra string, guest func(qemu.Config) qemu.Config) *qemu.Result {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pi")
 	root := filepath.Join(dir, "os", piName(t, f))
 	args := []string{"--quiet", "pi-netimage", "-o", dir, "--toplevel", f.Toplevel, "--closure", f.ClosureDir,
 		"--firmware", piFirmware(t), "--nfs-root", qemu.GuestHost + ":" + root, "--nfs-options", "proto=tcp,mountproto=tcp",
-		"--cmdline", "fixture.root=nfs"}
+		"--cmdline", extra}
 	if code, _, errOut := runApp(t, args...); code != exitOK {
 		t.Fatalf("nbimg %s: exit %d: %s", strings.Join(args, " "), code, errOut)
 	}
@@ -42,14 +50,14 @@ func TestPiNetimageBootsNFS(t *testing.T) {
 	srv := qemu.ServeNFS(t, root, qemu.NFSOptions{Version: 3})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	c := qemu.Config{
-		Kernel:      filepath.Join(dir, "boot", "kernel8.img"), // the x86 fixture's bzImage, under the Pi's name
+	c := guest(qemu.Config{
+		Kernel:      filepath.Join(dir, "boot", "kernel8.img"),
 		Initrd:      filepath.Join(dir, "boot", "initrd"),
 		Cmdline:     cmdline,
 		Marker:      f.Marker,
 		FailMarkers: []string{f.FailMarker},
 		ExtraArgs:   []string{"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"},
-	}
+	})
 	srv.Attach(t, &c)
 	if os.Getenv(qemu.ConsoleEnv) == "1" {
 		c.Console = os.Stderr
@@ -67,4 +75,5 @@ func TestPiNetimageBootsNFS(t *testing.T) {
 	if !strings.Contains(console, "nfsroot="+qemu.GuestHost+":"+root+",vers=3") {
 		t.Errorf("the guest did not boot with cmdline.txt's nfsroot=")
 	}
+	return res
 }

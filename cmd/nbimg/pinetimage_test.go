@@ -290,20 +290,21 @@ func piTreeDigest(t *testing.T, dir string, skip ...string) string {
 }
 
 func TestPiNetimageReproducible(t *testing.T) {
-	f := testutil.LoadFixture(t)
-	fw := piFirmware(t)
-	a := buildPi(t, f, fw, "--tftp-root", "/srv/pi/boot", "--serial", "00c0ffee")
-	b := buildPi(t, f, fw, "--tftp-root", "/srv/pi/boot", "--serial", "00c0ffee")
-	// The output directories themselves get the time of the rename.
-	if da, db := piTreeDigest(t, a, ".", "manifest.json", "exports", "dnsmasq.conf", "os"), piTreeDigest(t, b, ".", "manifest.json", "exports", "dnsmasq.conf", "os"); da != db {
-		t.Error("two builds of the same input differ")
-	}
-	for _, n := range []string{"exports", "dnsmasq.conf"} {
-		if !bytes.Equal(piRead(t, filepath.Join(a, n)), piRead(t, filepath.Join(b, n))) {
-			t.Errorf("%s differs", n)
+	forEachFixture(t, func(t *testing.T, f *testutil.Fixture) {
+		fw := piFirmware(t)
+		a := buildPi(t, f, fw, "--tftp-root", "/srv/pi/boot", "--serial", "00c0ffee")
+		b := buildPi(t, f, fw, "--tftp-root", "/srv/pi/boot", "--serial", "00c0ffee")
+		// The output directories themselves get the time of the rename.
+		if da, db := piTreeDigest(t, a, ".", "manifest.json", "exports", "dnsmasq.conf", "os"), piTreeDigest(t, b, ".", "manifest.json", "exports", "dnsmasq.conf", "os"); da != db {
+			t.Error("two builds of the same input differ")
 		}
-	}
-	sameManifest(t, a, b)
+		for _, n := range []string{"exports", "dnsmasq.conf"} {
+			if !bytes.Equal(piRead(t, filepath.Join(a, n)), piRead(t, filepath.Join(b, n))) {
+				t.Errorf("%s differs", n)
+			}
+		}
+		sameManifest(t, a, b)
+	})
 }
 
 func TestPiNetimageBadInput(t *testing.T) {

@@ -11,7 +11,9 @@
 //
 // Emulation is TCG by default (`-machine accel=tcg -cpu max`; KVM hung on
 // the machines this was written on); NBIMG_QEMU_ACCEL overrides it, e.g.
-// NBIMG_QEMU_ACCEL=kvm. Only x86-64 guests are supported.
+// NBIMG_QEMU_ACCEL=kvm. Guests are x86-64 (the pc machine, with iPXE as
+// its network boot) or, through AArch64 and AArch64UEFI, aarch64 (the
+// virt machine, with AAVMF's own PXE client).
 package qemu
 
 import (

@@ -25,7 +25,10 @@ type Fixture struct {
 	// ClosureDir is a nixpkgs closureInfo directory of Toplevel:
 	// store-paths, registration and total-nar-size, as Nix made them.
 	ClosureDir string
-	// Kernel is the bzImage (Toplevel/kernel resolved).
+	// System is the toplevel's `system` file: x86_64-linux or
+	// aarch64-linux.
+	System string
+	// Kernel is the bzImage, or aarch64's Image (Toplevel/kernel resolved).
 	Kernel string
 	// Initrd is the stage-1 initrd (Toplevel/initrd resolved). It expects
 	// the store image as /nix-store.squashfs, appended as a cpio segment.
@@ -81,13 +84,20 @@ func (f *Fixture) RequireReference(t testing.TB) {
 // `make fixture`.
 func LoadFixture(t testing.TB) *Fixture {
 	t.Helper()
-	dir := os.Getenv(FixtureEnv)
+	return loadFixture(t, FixtureEnv, "out", "x86_64-linux")
+}
+
+// loadFixture is LoadFixture for the fixture in $env or
+// testdata/fixture/<def>, built for system.
+func loadFixture(t testing.TB, env, def, system string) *Fixture {
+	t.Helper()
+	dir := os.Getenv(env)
 	if dir == "" {
 		root, err := moduleRoot()
 		if err != nil {
 			t.Fatalf("fixture: %v", err)
 		}
-		dir = filepath.Join(root, "testdata", "fixture", "out")
+		dir = filepath.Join(root, "testdata", "fixture", def)
 	}
 	f, err := ReadFixture(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -96,6 +106,9 @@ func LoadFixture(t testing.TB) *Fixture {
 	}
 	if err != nil {
 		t.Fatalf("fixture: %v (rebuild it with `make fixture`)", err)
+	}
+	if f.System != system {
+		t.Fatalf("fixture in %s is for %s, not %s (%s)", dir, f.System, system, env)
 	}
 	return f
 }
@@ -139,6 +152,11 @@ func ReadFixture(dir string) (*Fixture, error) {
 	} else if link != f.Toplevel {
 		return nil, fmt.Errorf("%s/toplevel is %s but fixture.env names %s: the fixture is stale", abs, link, f.Toplevel)
 	}
+	sys, err := os.ReadFile(filepath.Join(f.Toplevel, "system"))
+	if err != nil {
+		return nil, fmt.Errorf("fixture toplevel: %w", err)
+	}
+	f.System = strings.TrimSpace(string(sys))
 	for _, p := range []string{f.Kernel, f.Initrd, f.Init,
 		filepath.Join(f.ClosureDir, "store-paths"), filepath.Join(f.ClosureDir, "registration")} {
 		if _, err := os.Stat(p); err != nil {

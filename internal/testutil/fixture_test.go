@@ -31,6 +31,7 @@ func fakeFixture(t *testing.T) (dir, top string) {
 		filepath.Join(top, "bzImage"):              "kernel",
 		filepath.Join(top, "initrd"):               "initrd",
 		filepath.Join(top, "init"):                 "#!/bin/sh\n",
+		filepath.Join(top, "system"):               "x86_64-linux",
 		filepath.Join(dir, "closure/store-paths"):  top + "\n",
 		filepath.Join(dir, "closure/registration"): top + "\n",
 		filepath.Join(dir, "fixture.env"): "# comment\n" +
@@ -59,7 +60,7 @@ func TestReadFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Fixture{
-		Dir: dir, Toplevel: top, ClosureDir: filepath.Join(dir, "closure"),
+		Dir: dir, Toplevel: top, ClosureDir: filepath.Join(dir, "closure"), System: "x86_64-linux",
 		Kernel: top + "/bzImage", Initrd: top + "/initrd", Init: top + "/init",
 		KernelParams: "console=ttyS0 panic=-1", Marker: "OK-MARK", FailMarker: "FAIL-MARK",
 	}
