@@ -349,10 +349,11 @@ func (x *sender) run() (int64, error) {
 				continue // stale
 			}
 			if k == base-1 {
-				if x.win == 1 {
-					continue // a duplicate: resending would double the traffic
-				}
-				break wait // the window's first block was lost: resend now
+				// A duplicate, or a client saying the window's first block
+				// was lost: resending at once for each would multiply the
+				// traffic (the sorcerer's apprentice), so the timeout
+				// resends.
+				continue
 			}
 			base, tries = k+1, 0
 			if k == last {
