@@ -123,7 +123,9 @@ func (s *Server) Decide(ctx context.Context, c dhcp.Client) (dhcp.Boot, bool, er
 	}
 	if s.opts.API != "" {
 		// The API names a kernel and initrds: only iPXE can boot them.
-		names = keep(names, func(n string) bool { return strings.Contains(n, "ipxe") || strings.Contains(n, "snponly") })
+		names = keep(names, func(n string) bool {
+			return n != "pxelinux.0" && (strings.Contains(n, "pxe") || strings.Contains(n, "snponly"))
+		})
 	}
 	p, ok := st.roots.first(m.Dir, names...)
 	if !ok && m.Dir != "" {

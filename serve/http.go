@@ -83,7 +83,11 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		if status >= 400 {
 			err = errors.New(http.StatusText(status))
 		}
-		s.count("http", err, cw.n.Load())
+		sent := cw.n.Load()
+		if err != nil {
+			sent = 0 // error pages are not files
+		}
+		s.count("http", err, sent)
 		lvl := s.log.Info
 		if status >= 400 {
 			lvl = s.log.Warn

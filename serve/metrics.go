@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -72,7 +73,7 @@ func (m *metrics) WriteTo(w io.Writer) (int64, error) {
 		}
 		sort.Strings(ls)
 		for _, l := range ls {
-			fmt.Fprintf(&b, "%s%s %g\n", n, l, m.values[n][l])
+			fmt.Fprintf(&b, "%s%s %s\n", n, l, strconv.FormatFloat(m.values[n][l], 'f', -1, 64))
 		}
 	}
 	m.mu.Unlock()
