@@ -322,6 +322,7 @@ func (x *sender) run() (int64, error) {
 	last := uint64(x.size/int64(x.blk)) + 1 // the last block is short, maybe empty
 	base := uint64(1)                       // first unacknowledged block
 	tries := 0
+	nudged := false // a no-progress ACK resent the current window
 	for {
 		end := min(base+uint64(x.win)-1, last)
 		for b := base; b <= end; b++ {
@@ -350,12 +351,16 @@ func (x *sender) run() (int64, error) {
 			}
 			if k == base-1 {
 				// A duplicate, or a client saying the window's first block
-				// was lost: resending at once for each would multiply the
-				// traffic (the sorcerer's apprentice), so the timeout
-				// resends.
+				// was lost. Resending for each would multiply the traffic
+				// (the sorcerer's apprentice): a window is resent at most
+				// once this way, otherwise when the timeout passes.
+				if x.win > 1 && !nudged {
+					nudged = true
+					break wait
+				}
 				continue
 			}
-			base, tries = k+1, 0
+			base, tries, nudged = k+1, 0, false
 			if k == last {
 				return x.size, nil
 			}
