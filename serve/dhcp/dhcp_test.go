@@ -55,9 +55,9 @@ func TestIdentify(t *testing.T) {
 		{"dc:a6:32:01:02:03", "PXEClient:Arch:00000:UNDI:002001", 0, false, ClassPi, true},
 		{"b8:27:eb:01:02:03", "PXEClient:Arch:00000:UNDI:002001", 0, false, ClassPi, true},
 		{"52:54:00:00:00:01", "", -1, false, ClassNone, false},                                // an ordinary DHCP client
-		{"52:54:00:00:00:01", "android-dhcp-13", -1, false, ClassNone, false},                // idem
+		{"52:54:00:00:00:01", "android-dhcp-13", -1, false, ClassNone, false},                 // idem
 		{"52:54:00:00:00:01", "PXEClient:Arch:00002:UNDI:003000", 2, false, ClassNone, false}, // Itanium
-		{"52:54:00:00:00:01", "HTTPClient:Arch:00007", 7, false, ClassNone, false},           // HTTPClient claiming PXE arch
+		{"52:54:00:00:00:01", "HTTPClient:Arch:00007", 7, false, ClassNone, false},            // HTTPClient claiming PXE arch
 	}
 	for _, c := range cases {
 		req := request(t, dhcpv4.MessageTypeDiscover, c.mac, c.vendor, c.arch, c.ipxe)
