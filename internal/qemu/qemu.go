@@ -57,7 +57,7 @@ var (
 )
 
 // Config describes one boot. Set either Kernel (direct boot) or TFTPDir
-// (network boot).
+// (network boot), or put a network in ExtraArgs (network boot from it).
 type Config struct {
 	// Direct boot: -kernel, -initrd and -append.
 	Kernel  string
@@ -182,8 +182,8 @@ func (c *Config) Args() ([]string, error) {
 	switch {
 	case direct && net:
 		return nil, errors.New("qemu: set either Kernel (direct boot) or TFTPDir (network boot), not both")
-	case !direct && !net:
-		return nil, errors.New("qemu: nothing to boot: set Kernel or TFTPDir")
+	case !direct && !net && !hasNetArg(c.ExtraArgs):
+		return nil, errors.New("qemu: nothing to boot: set Kernel, TFTPDir, or a network in ExtraArgs")
 	case net && c.BootFile == "":
 		return nil, errors.New("qemu: network boot needs BootFile (a file in TFTPDir)")
 	case c.Initrd != "" && !direct, c.Cmdline != "" && !direct:
@@ -215,6 +215,10 @@ func (c *Config) Args() ([]string, error) {
 		if !hasNetArg(c.ExtraArgs) {
 			args = append(args, "-nic", "none")
 		}
+	} else if !net {
+		// A network of the caller's (ExtraArgs), e.g. a tap device on a
+		// test bridge: boot from it.
+		args = append(args, "-boot", "n")
 	} else {
 		for _, s := range []string{c.TFTPDir, c.BootFile} {
 			if strings.Contains(s, ",") {
