@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,6 +68,7 @@ func netbootTree(t testing.TB, f *testutil.Fixture) string {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, netboot.ScriptName), script)
+	copyFile(t, f.RefSquashfs, filepath.Join(dir, StoreImage)) // for NBD clients
 	return dir
 }
 
@@ -139,8 +141,67 @@ func TestBootBIOS(t *testing.T) {
 			t.Errorf("server log lacks %q", want)
 		}
 	}
+	// An NBD client on the LAN (qemu-img) reads the store image, the
+	// default export, byte for byte.
+	qimg := testutil.Tool(t, "qemu-img", "qemu-utils")
+	out := filepath.Join(t.TempDir(), "store.img")
+	cmd := exec.Command("ip", "netns", "exec", lan.LANNS, qimg, "convert", "-f", "raw", "-O", "raw",
+		"nbd://"+lan.ServerIP.String()+":10809", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img over NBD: %v\n%s", err, b)
+	}
+	if b, err := exec.Command("cmp", out, f.RefSquashfs).CombinedOutput(); err != nil {
+		t.Errorf("the store image read over NBD differs: %v\n%s", err, b)
+	}
 	leases, err := lan.Leases()
 	if err != nil || !strings.Contains(leases, mac) {
 		t.Errorf("dnsmasq leased no address to %s (%v): %q", mac, err, leases)
+	}
+}
+
+// TestBootUEFI: an x86-64 UEFI client (OVMF's own PXE, no iPXE ROM) gets
+// iPXE's EFI build (snponly.efi) over TFTP from the proxy answer, iPXE then gets the
+// script over HTTP and boots the fixture (without the content check: the
+// BIOS test does that; this one is about the UEFI path).
+func TestBootUEFI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot: not in -short")
+	}
+	bin := qemu.Require(t)
+	code := testutil.File(t, "/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf")
+	vars := testutil.File(t, "/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf")
+	ipxeDir := filepath.Dir(testutil.File(t, "/usr/lib/ipxe/ipxe.efi", "ipxe"))
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	lan := qemu.NewLAN(t)
+	const mac = "52:54:00:4e:42:02"
+	machines := filepath.Join(t.TempDir(), "machines.json")
+	writeFile(t, machines, []byte(`{"`+mac+`": {"cmdline": "fixture.check=none fixture.tag=uefi"}}`))
+	_, logs := serveLAN(t, lan, Options{Dirs: []string{netbootTree(t, f), ipxeDir}, Machines: machines})
+	varsCopy := filepath.Join(t.TempDir(), "vars.fd")
+	copyFile(t, vars, varsCopy)
+	args := []string{"-machine", "q35",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
+		"-drive", "if=pflash,format=raw,unit=1,file=" + varsCopy}
+	nic := lan.Tap(t, "virtio-net-pci", mac)
+	nic[len(nic)-1] += ",romfile=" // OVMF's own PXE, not the iPXE ROM
+	res := qemu.BootT(t, qemu.Config{
+		Binary:      lan.Binary(t, bin),
+		Marker:      f.Marker,
+		FailMarkers: []string{f.FailMarker},
+		Timeout:     8 * time.Minute,
+		Memory:      1024,
+		ExtraArgs:   append(args, nic...),
+	})
+	if !strings.Contains(res.Line, "tag=uefi") {
+		t.Errorf("marker %q lacks tag=uefi", res.Line)
+	}
+	log := logs.String()
+	// Debian's ipxe.efi is a symbolic link out of /usr/lib/ipxe (to /boot),
+	// which the root does not follow: snponly.efi is served instead.
+	for _, want := range []string{"class=efi-x86 ipxe=false", "boot=snponly.efi", "msg=sent proto=tftp", "file=snponly.efi", "class=efi-x86 ipxe=true", "path=/bzImage"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("server log lacks %q", want)
+		}
 	}
 }

@@ -171,9 +171,13 @@ func (s *Server) transfer(ctx context.Context, local, client net.Addr, req *Requ
 	log := s.logger().With("proto", "tftp", "client", client.String(), "file", req.Filename)
 	defer func() {
 		t.Duration = time.Since(start)
-		if t.Err != nil {
+		switch {
+		case t.Err != nil && t.Bytes == 0 && errors.Is(t.Err, ErrClientGaveUp):
+			// UEFI firmware asks for tsize, then ends the transfer.
+			log.Info("client ended the transfer after the options", "duration", t.Duration, "reason", t.Err)
+		case t.Err != nil:
 			log.Warn("transfer failed", "bytes", t.Bytes, "blksize", t.BlockSize, "window", t.Window, "duration", t.Duration, "err", t.Err)
-		} else {
+		default:
 			log.Info("sent", "bytes", t.Bytes, "blksize", t.BlockSize, "window", t.Window, "duration", t.Duration)
 		}
 		if s.Done != nil {
