@@ -10,7 +10,7 @@
 #   BENCH_DIR        work directory (default /var/tmp/nbimg-bench-serve)
 #   BENCH_SERVE_MB   file size in MB (default 100)
 #   BENCH_CLIENTS    concurrent clients (default 8)
-#   BENCH_ROUNDS     rounds per server (default 3)
+#   BENCH_ROUNDS     rounds per server (default 2)
 #   BENCH_BLKSIZE    TFTP block size the clients ask for (default 1468)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ nbimg=${1:-bin/nbimg}
 dir=${BENCH_DIR:-/var/tmp/nbimg-bench-serve}
 size_mb=${BENCH_SERVE_MB:-100}
 clients=${BENCH_CLIENTS:-8}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-2}
 blksize=${BENCH_BLKSIZE:-1468}
 
 for t in curl dnsmasq python3; do
@@ -47,26 +47,37 @@ start() {
 	"$@" >"$dir/$name.log" 2>&1 &
 	pids+=("$!")
 	server_pid=$!
-	sleep 0.5
-	kill -0 "$server_pid" 2>/dev/null || { echo "bench-serve: $name did not start:" >&2; cat "$dir/$name.log" >&2; exit 1; }
+	local i
+	for i in $(seq 100); do
+		kill -0 "$server_pid" 2>/dev/null || break
+		# HTTP servers: wait until they answer; TFTP ones: a moment.
+		if [ -z "${ready_url:-}" ]; then sleep 0.5; return; fi
+		if curl -s -r 0-0 -o /dev/null "$ready_url"; then return; fi
+		sleep 0.1
+	done
+	echo "bench-serve: $name did not start:" >&2; cat "$dir/$name.log" >&2; exit 1
 }
 
 stop() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }
 
 peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
+# Copies land in memory (not on disk, which would be what is measured).
+out=$(mktemp -d /dev/shm/nbimg-bench-serve.XXXXXX)
+trap 'cleanup; rm -rf "$out"' EXIT
+
 # fetch URL: CLIENTS parallel curls; prints MB/s; checks every copy.
 fetch() {
 	local url=$1 start end i ok=1
 	start=$(date +%s.%N)
 	for i in $(seq "$clients"); do
-		curl -sS --tftp-blksize "$blksize" -o "$dir/out.$i" "$url" &
+		curl -sS --tftp-blksize "$blksize" -o "$out/$i" "$url" &
 	done
 	wait
 	end=$(date +%s.%N)
 	for i in $(seq "$clients"); do
-		[ "$(sha256sum <"$dir/out.$i" | cut -d' ' -f1)" = "$sum" ] || ok=0
-		rm -f "$dir/out.$i"
+		[ "$(sha256sum <"$out/$i" | cut -d' ' -f1)" = "$sum" ] || ok=0
+		rm -f "$out/$i"
 	done
 	[ "$ok" = 1 ] || { echo "bench-serve: wrong bytes from $url" >&2; exit 1; }
 	echo "$size_mb $clients $start $end" | awk '{printf "%.1f", $1 * $2 / ($4 - $3)}'
@@ -82,12 +93,14 @@ run() { # run LABEL URL (the server is running)
 }
 
 nbimg_tftp() {
+	ready_url=
 	start nbimg "$nbimg" serve --listen 127.0.0.1 --dhcp=false --nbd-port 0 --http-port 0 \
 		--tftp-port "$tftp_port" --tftp-max-blksize 65464 --ipxe-dir "" "$dir/root"
 	run nbimg-tftp "tftp://127.0.0.1:$tftp_port/initrd"
 	stop
 }
 dnsmasq_tftp() {
+	ready_url=
 	start dnsmasq "$dnsmasq" --keep-in-foreground --conf-file=/dev/null --port=0 --user=root \
 		--listen-address=127.0.0.1 --bind-interfaces --enable-tftp --tftp-port-range=30000,30999 \
 		--tftp-root="$dir/root" --pid-file="$dir/dnsmasq.pid" --tftp-no-fail
@@ -96,12 +109,14 @@ dnsmasq_tftp() {
 	stop
 }
 nbimg_http() {
+	ready_url=http://127.0.0.1:$http_port/initrd
 	start nbimg "$nbimg" serve --listen 127.0.0.1 --dhcp=false --nbd-port 0 --tftp-port 0 \
 		--http-port "$http_port" --ipxe-dir "" "$dir/root"
 	run nbimg-http "http://127.0.0.1:$http_port/initrd"
 	stop
 }
 python_http() {
+	ready_url=http://127.0.0.1:$http_port/initrd
 	start python python3 -m http.server --bind 127.0.0.1 --directory "$dir/root" "$http_port"
 	run python-http "http://127.0.0.1:$http_port/initrd"
 	stop

@@ -248,17 +248,19 @@ func shortErr(err error) string {
 
 // sender sends one file to one client.
 type sender struct {
-	conn    net.PacketConn
-	client  net.Addr
-	f       io.ReaderAt
-	size    int64
-	blk     int
-	win     int
-	timeout time.Duration
-	retries int
-	buf     []byte
-	in      [1500]byte
-	log     *slog.Logger
+	conn     net.PacketConn
+	client   net.Addr
+	f        io.ReaderAt
+	size     int64
+	blk      int
+	win      int
+	timeout  time.Duration
+	retries  int
+	buf      []byte
+	cache    []byte // file bytes from cacheOff
+	cacheOff int64
+	in       [1500]byte
+	log      *slog.Logger
 }
 
 // ErrClientGaveUp reports an ERROR packet from the client.
@@ -282,7 +284,7 @@ func (x *sender) recvAck(deadline time.Time) (uint16, error) {
 			}
 			return 0, err
 		}
-		if from.String() != x.client.String() {
+		if !sameAddr(from, x.client) {
 			x.conn.WriteTo(appendError(nil, errUnknownTID, "unknown transfer id"), from) //nolint:errcheck // best effort
 			continue
 		}
@@ -296,6 +298,15 @@ func (x *sender) recvAck(deadline time.Time) (uint16, error) {
 		}
 		return block, nil
 	}
+}
+
+func sameAddr(a, b net.Addr) bool {
+	ua, ok1 := a.(*net.UDPAddr)
+	ub, ok2 := b.(*net.UDPAddr)
+	if ok1 && ok2 {
+		return ua.Port == ub.Port && ua.IP.Equal(ub.IP)
+	}
+	return a.String() == b.String()
 }
 
 func (x *sender) oack(opts []Option) error {
@@ -377,25 +388,48 @@ func acked(base uint64, blk int, size int64) int64 {
 	return min(int64(base-1)*int64(blk), size)
 }
 
+// readAhead is how much of the file a transfer reads at once (blocks are
+// cut from it): fewer system calls for small blocks, bounded memory.
+const readAhead = 64 << 10
+
 // send sends block b (1-based, 64-bit).
 func (x *sender) send(b uint64) error {
 	off := int64(b-1) * int64(x.blk)
 	n := 0
 	if off < x.size {
-		want := int(min(int64(x.blk), x.size-off))
-		var err error
-		n, err = x.f.ReadAt(x.buf[4:4+want], off)
-		if n < want {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
+		n = int(min(int64(x.blk), x.size-off))
+		if off < x.cacheOff || off+int64(n) > x.cacheOff+int64(len(x.cache)) {
+			if err := x.fill(off, n); err != nil {
+				return err
 			}
-			return fmt.Errorf("tftp: reading at %d: %w", off, err)
 		}
+		copy(x.buf[4:4+n], x.cache[off-x.cacheOff:])
 	}
 	binary.BigEndian.PutUint16(x.buf, opDATA)
 	binary.BigEndian.PutUint16(x.buf[2:], uint16(b))
 	if _, err := x.conn.WriteTo(x.buf[:4+n], x.client); err != nil {
 		return fmt.Errorf("tftp: sending block %d: %w", b, err)
 	}
+	return nil
+}
+
+// fill reads the file from off into the cache: at least need bytes, as
+// many as readAhead (or one block) allows.
+func (x *sender) fill(off int64, need int) error {
+	size := max(readAhead, x.blk)
+	if cap(x.cache) < size {
+		x.cache = make([]byte, size)
+	}
+	want := int(min(int64(size), x.size-off))
+	c := x.cache[:want]
+	got, err := x.f.ReadAt(c, off)
+	if got < need {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		x.cache = x.cache[:0]
+		return fmt.Errorf("tftp: reading at %d: %w", off, err)
+	}
+	x.cache, x.cacheOff = c[:got], off
 	return nil
 }
