@@ -10,9 +10,30 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// lockedBuffer is a bytes.Buffer for writers and readers in different
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -25,7 +46,7 @@ func freePort(t *testing.T) int {
 }
 
 // TestServe runs nbimg serve in-process on loopback, fetches a file over
-// HTTP and stops it by canceling its context.
+// HTTP, reloads it with SIGHUP and stops it by canceling its context.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "netboot.ipxe"), []byte("#!ipxe\nboot\n"), 0o644); err != nil {
@@ -33,7 +54,7 @@ func TestServe(t *testing.T) {
 	}
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"nbimg", "serve", "--listen", "127.0.0.1", "--dhcp=false", "--tftp-port", "0", "--nbd-port", "0",
@@ -57,6 +78,15 @@ func TestServe(t *testing.T) {
 	}
 	if string(body) != "#!ipxe\nboot\n" {
 		t.Errorf("got %q", body)
+	}
+	// SIGHUP reloads (the command has its handler in place once it serves).
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), `"msg":"reloaded"`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("no reload after SIGHUP:\n%s", stderr.String())
+		}
 	}
 	cancel()
 	select {
