@@ -4,7 +4,8 @@
 #   make test    install the checkers' Debian packages (as root), build the
 #                fixture with Nix, then run every test
 #   make bench   compare nbimg with mksquashfs (and the NixOS way) on a large
-#                corpus built from this machine's Debian packages
+#                corpus built from this machine's Debian packages, and nbimg
+#                serve with dnsmasq's TFTP and python3's http.server
 
 GO      ?= go
 BIN     := bin/nbimg
@@ -51,6 +52,7 @@ demo: deps build fixture
 
 bench: build
 	bash scripts/bench.sh
+	bash scripts/bench-serve.sh $(BIN)
 
 clean:
 	rm -rf bin
