@@ -170,8 +170,19 @@ func (s *Server) ipxeScript(ctx context.Context, base, mac string) (string, erro
 	}
 	st := s.state()
 	m := st.machines[mac]
-	p, ok := st.roots.first(m.Dir, ScriptFiles...)
-	if !ok && m.Dir != "" {
+	dir := m.Dir
+	if dir == "" && len(s.opts.Systems) > 0 {
+		if _, ok := st.roots.first("", ScriptFiles...); !ok {
+			dir = s.opts.Systems[0].Name // no static script: boot the first system
+		}
+	}
+	if s.dyn[dir] != nil {
+		if err := s.ensure(dir); err != nil {
+			return waitScript(dir, err, base+"/_/ipxe/"+mac), nil
+		}
+	}
+	p, ok := st.roots.first(dir, ScriptFiles...)
+	if !ok && dir != "" {
 		p, ok = st.roots.first("", ScriptFiles...)
 	}
 	if !ok {

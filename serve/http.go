@@ -104,6 +104,13 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "read-only server", http.StatusMethodNotAllowed)
 		return
 	}
+	if sys := s.dynamicFor(r.URL.Path); sys != "" {
+		if err := s.ensure(sys); err != nil {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	f, st, err := s.state().roots.open(r.URL.Path)
 	if err != nil {
 		switch {

@@ -17,8 +17,11 @@
 // the artifact directory's netboot.ipxe with the machine's extra command
 // line, or, with an API URL, the kernel and initrds pixiecore's API names.
 //
-// Not done here: full DHCP (leases), dynamic builds of systems on first
-// request, TLS, NBD structured block status.
+// Dynamic mode (Options.Systems): a system is built by its Build function
+// on the first request for it, into StateDir/NAME, and rebuilt when its
+// source link moves; meanwhile iPXE clients get a script that waits.
+//
+// Not done here: full DHCP (leases), TLS, NBD block status.
 package serve
 
 import (
@@ -55,6 +58,10 @@ type Options struct {
 	// API server base URL.
 	Machines string
 	API      string
+	// Systems are built on first request into StateDir/NAME (dynamic
+	// mode); StateDir is then served first.
+	Systems  []System
+	StateDir string
 	// MaxTFTPBlock bounds the TFTP block size (default 1468: one
 	// Ethernet frame).
 	MaxTFTPBlock int
@@ -93,6 +100,10 @@ type Server struct {
 	addrs    map[string]net.Addr
 	addrsMu  sync.Mutex
 	started  chan struct{}
+
+	dyn    map[string]*dynSystem
+	runCtx context.Context
+	builds sync.WaitGroup
 }
 
 // New checks the options and opens the roots.
@@ -102,6 +113,14 @@ func New(opts Options) (*Server, error) {
 	}
 	if (opts.DHCPAddr != "" || opts.PXEAddr != "") && opts.Advertise.To4() == nil {
 		return nil, errors.New("serve: proxy DHCP needs the IPv4 address to announce (--address, or --interface with an IPv4 address)")
+	}
+	if err := checkSystems(opts.Systems, opts.StateDir); err != nil {
+		return nil, err
+	}
+	if len(opts.Systems) > 0 {
+		if err := ensureStateDir(opts.StateDir); err != nil {
+			return nil, fmt.Errorf("serve: state directory: %w", err)
+		}
 	}
 	if opts.MaxTFTPBlock == 0 {
 		opts.MaxTFTPBlock = 1468
@@ -114,7 +133,11 @@ func New(opts Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: log, m: newMetrics(), client: &http.Client{Timeout: 10 * time.Minute},
-		files: map[string]string{}, addrs: map[string]net.Addr{}, started: make(chan struct{})}
+		files: map[string]string{}, addrs: map[string]net.Addr{}, started: make(chan struct{}),
+		dyn: map[string]*dynSystem{}, runCtx: context.Background()}
+	for _, sys := range opts.Systems {
+		s.dyn[sys.Name] = &dynSystem{System: sys}
+	}
 	st, err := s.load()
 	if err != nil {
 		return nil, err
@@ -126,7 +149,11 @@ func New(opts Options) (*Server, error) {
 func (s *Server) state() *state { return s.cur.Load() }
 
 func (s *Server) load() (*state, error) {
-	r, err := openRoots(s.opts.Dirs)
+	dirs := s.opts.Dirs
+	if len(s.opts.Systems) > 0 {
+		dirs = append([]string{s.opts.StateDir}, dirs...)
+	}
+	r, err := openRoots(dirs)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +203,8 @@ func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer s.state().roots.close()
+	s.runCtx = ctx
+	defer s.builds.Wait()
 
 	var (
 		wg   sync.WaitGroup
@@ -313,6 +342,11 @@ func (s *Server) count(proto string, err error, bytes int64) {
 }
 
 func (s *Server) openTFTP(_ context.Context, _ net.Addr, name string) (tftp.File, int64, error) {
+	if sys := s.dynamicFor(name); sys != "" {
+		if err := s.ensure(sys); err != nil {
+			return nil, 0, err
+		}
+	}
 	f, st, err := s.state().roots.open(name)
 	if err != nil {
 		if errors.Is(err, ErrBadPath) {

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"context"
+	"path/filepath"
+	"strings"
+
 	"fmt"
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 	"log/slog"
 	"net"
 	"os"
@@ -41,8 +47,9 @@ func serveCommand() *cli.Command {
 			"  sudo nbimg serve --interface eth0 out/netboot\n" +
 			"  sudo nbimg serve --interface eth0 --machines machines.json /srv/systems\n" +
 			"  sudo nbimg serve --interface eth0 --api http://localhost:8000 /srv/empty\n" +
+			"  sudo nbimg serve --interface eth0 --system lab=/nix/var/nix/profiles/system /srv/empty\n" +
 			"  nbimg serve --listen 127.0.0.1 --dhcp=false --http-port 8080 --tftp-port 6969 out/netboot",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Usage: "listen on `ADDR` only (default: every address)"},
 			&cli.StringFlag{Name: "interface", Usage: "serve on network interface `IF` (binds every socket to it; its IPv4 address is announced)"},
 			&cli.StringFlag{Name: "address", Usage: "IPv4 `ADDR` clients are told to fetch from (default: --listen, or --interface's address)"},
@@ -56,7 +63,9 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "machines", Usage: "machine map `FILE`: JSON {\"MAC\": {\"dir\": \"DIR\", \"cmdline\": \"EXTRA\"}}", TakesFile: true},
 			&cli.StringFlag{Name: "api", Usage: "pixiecore API server `URL`: GET URL/v1/boot/MAC gives {kernel, initrd[], cmdline}"},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: `text` or json"},
-		},
+			&cli.StringSliceFlag{Name: "system", Usage: "build `NAME=TOPLEVEL` (a store path, result link or profile) on first request as nbimg netboot would, into --state-dir/NAME; rebuilt when the link moves (repeatable)"},
+			&cli.StringFlag{Name: "state-dir", Usage: "`DIR` for --system builds (default: the user cache directory's nbimg/serve)"},
+		}, storeImageFlags()...),
 		Action: runServe,
 	}
 }
@@ -126,6 +135,9 @@ func runServe(c *cli.Context) error {
 		return usageErrorf("serve: --log-format %q: use text or json", c.String("log-format"))
 	}
 	opts.Logger = slog.New(h)
+	if err := systemsFromFlags(c, &opts); err != nil {
+		return err
+	}
 
 	s, err := serve.New(opts)
 	if err != nil {
@@ -145,4 +157,41 @@ func runServe(c *cli.Context) error {
 		}
 	}()
 	return s.Run(c.Context)
+}
+
+// systemsFromFlags turns --system flags into dynamic systems built with
+// nbimg netboot's pipeline and the store image flags.
+func systemsFromFlags(c *cli.Context, opts *serve.Options) error {
+	specs := c.StringSlice("system")
+	if len(specs) == 0 {
+		return nil
+	}
+	iopts, err := storeImageOptionsFromFlags(c, newUI(c))
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		name, src, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || src == "" {
+			return usageErrorf("serve: --system %q: use NAME=TOPLEVEL", spec)
+		}
+		opts.Systems = append(opts.Systems, serve.System{Name: name, Source: src,
+			Build: func(ctx context.Context, toplevel, dir string) error {
+				cl, err := nixstore.Load(ctx, nixstore.Input{Toplevel: toplevel})
+				if err != nil {
+					return err
+				}
+				_, err = builder.Netboot(ctx, cl, dir, builder.BootOptions{InitrdOptions: iopts, ToolVersion: appVersion()})
+				return err
+			}})
+	}
+	opts.StateDir = c.String("state-dir")
+	if opts.StateDir == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("serve: no --state-dir and no cache directory: %w", err)
+		}
+		opts.StateDir = filepath.Join(cache, "nbimg", "serve")
+	}
+	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nbimg/nbimg/internal/testutil"
 )
 
 // lockedBuffer is a bytes.Buffer for writers and readers in different
@@ -115,5 +117,74 @@ func TestServeUsage(t *testing.T) {
 		if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") > 1 {
 			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, stderr)
 		}
+	}
+}
+
+// TestServeSystem: with --system, the fixture is built on the first
+// request (the client is told to wait) and then served: its netboot.ipxe
+// boots the toplevel and its initrd is the system's stage 1 followed by
+// the store image.
+func TestServeSystem(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the fixture's store image: not in -short")
+	}
+	f := testutil.LoadFixture(t)
+	port := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"nbimg", "serve", "--listen", "127.0.0.1", "--dhcp=false", "--tftp-port", "0", "--nbd-port", "0",
+			"--http-port", strconv.Itoa(port), "--ipxe-dir", "", "--state-dir", t.TempDir(), "--comp", "gzip",
+			"--system", "fixture=" + filepath.Join(f.Dir, "toplevel"), t.TempDir()}, io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != exitOK {
+			t.Errorf("exit %d:\n%s", code, stderr.String())
+		}
+	}()
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	get := func(path string) (int, []byte) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get(base + path)
+			if err == nil {
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return resp.StatusCode, b
+			}
+			if time.Now().After(end) {
+				t.Fatalf("nbimg serve did not answer: %v", err)
+			}
+		}
+	}
+	script := "/_/ipxe/52:54:00:00:00:01"
+	_, first := get(script)
+	if !strings.Contains(string(first), "building fixture, please wait") {
+		t.Fatalf("first answer:\n%s", first)
+	}
+	for end := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		_, b := get(script)
+		if strings.Contains(string(b), "chain "+base+"/fixture/netboot.ipxe") {
+			break
+		}
+		if time.Now().After(end) || strings.Contains(string(b), "retrying") {
+			t.Fatalf("no build:\n%s\nlog:\n%s", b, stderr.String())
+		}
+	}
+	if code, b := get("/fixture/netboot.ipxe"); code != 200 || !strings.Contains(string(b), "init="+f.Init) {
+		t.Fatalf("netboot.ipxe: %d\n%s", code, b)
+	}
+	base1, err := os.ReadFile(f.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, initrd := get("/fixture/initrd")
+	if code != 200 || len(initrd) < len(base1)+1<<20 || !bytes.Equal(initrd[:len(base1)], base1) {
+		t.Fatalf("initrd: %d, %d bytes (stage 1 has %d)", code, len(initrd), len(base1))
 	}
 }
