@@ -18,6 +18,8 @@ packages=(
 	ovmf systemd-boot-efi sbsigntool dosfstools mtools binutils ipxe
 	# aarch64 guests
 	qemu-system-arm qemu-efi-aarch64
+	# nbimg serve: NBD client (qemu-img), TFTP client, test network namespaces
+	qemu-utils curl iproute2
 )
 
 missing=()
