@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -286,21 +287,25 @@ func (s *Server) Handle(ctx context.Context, pkt []byte, port int) (reply []byte
 	return resp.ToBytes(), a, nil
 }
 
+// MaxInFlight bounds the requests handled at once by one Serve; past it
+// packets are dropped (clients retransmit).
+const MaxInFlight = 64
+
 // Serve answers packets on conn (bound to port 67 or 4011, given as
-// port) until ctx ends. Each packet is handled with a deadline; a bad one
-// is logged and dropped.
+// port) until ctx ends. Each packet is handled in its own goroutine with a
+// deadline, so a slow decision (an API server) holds up no other client;
+// a bad packet is logged and dropped.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn, port int) error {
 	if s.Decider == nil || s.ServerIP == nil {
 		return errors.New("dhcp: Server needs Decider and ServerIP")
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	bcast := s.BroadcastAddr
-	if bcast == nil {
-		bcast = &net.UDPAddr{IP: net.IPv4bcast, Port: 68}
-	}
-	buf := make([]byte, 4096)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, MaxInFlight)
 	for {
+		buf := make([]byte, 1500)
 		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -308,32 +313,49 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn, port int) error
 			}
 			return fmt.Errorf("dhcp: reading on port %d: %w", port, err)
 		}
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		reply, a, err := s.Handle(hctx, buf[:n], port)
-		cancel()
-		log := s.logger().With("proto", "dhcp", "port", port, "from", from.String())
-		if a.Client.MAC != nil {
-			log = log.With("mac", a.Client.MAC.String(), "arch", int(a.Client.Arch), "class", a.Client.Class.String(), "ipxe", a.Client.IPXE)
-		}
-		switch {
-		case err != nil:
-			log.Warn("request dropped", "err", err)
-		case reply == nil:
-			log.Debug("request ignored", "type", a.Type.String(), "why", a.Ignored)
+		select {
+		case sem <- struct{}{}:
 		default:
-			to := from
-			if port == 67 {
-				to = bcast
-			}
-			if _, err := conn.WriteTo(reply, to); err != nil {
-				log.Warn("reply failed", "to", to.String(), "err", err)
-				a.Ignored = err
-			} else {
-				log.Info("answered", "type", a.Type.String(), "boot", a.Boot.File, "why", a.Boot.Message)
+			s.logger().Warn("too many requests at once, dropped one", "proto", "dhcp", "port", port, "from", from.String())
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.serveOne(ctx, conn, buf[:n], from, port)
+		}()
+	}
+}
+
+func (s *Server) serveOne(ctx context.Context, conn net.PacketConn, pkt []byte, from net.Addr, port int) {
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	reply, a, err := s.Handle(hctx, pkt, port)
+	cancel()
+	log := s.logger().With("proto", "dhcp", "port", port, "from", from.String())
+	if a.Client.MAC != nil {
+		log = log.With("mac", a.Client.MAC.String(), "arch", int(a.Client.Arch), "class", a.Client.Class.String(), "ipxe", a.Client.IPXE)
+	}
+	switch {
+	case err != nil:
+		log.Warn("request dropped", "err", err)
+	case reply == nil:
+		log.Debug("request ignored", "type", a.Type.String(), "why", a.Ignored)
+	default:
+		to := from
+		if port == 67 {
+			to = s.BroadcastAddr
+			if to == nil {
+				to = &net.UDPAddr{IP: net.IPv4bcast, Port: 68}
 			}
 		}
-		if s.Done != nil && err == nil {
-			s.Done(a)
+		if _, err := conn.WriteTo(reply, to); err != nil {
+			log.Warn("reply failed", "to", to.String(), "err", err)
+			a.Ignored = err
+		} else {
+			log.Info("answered", "type", a.Type.String(), "boot", a.Boot.File, "why", a.Boot.Message)
 		}
+	}
+	if s.Done != nil && err == nil {
+		s.Done(a)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
@@ -216,5 +217,60 @@ func TestServe(t *testing.T) {
 	r, err := dhcpv4.FromBytes(buf[:n])
 	if err != nil || r.BootFileName != "ipxe.efi" || r.TransactionID != req.TransactionID {
 		t.Fatalf("offer %v (%v)", r, err)
+	}
+}
+
+// TestSlowClientDoesNotBlock: a decision that hangs for one client (a slow
+// API server) does not delay the answer to another.
+func TestSlowClientDoesNotBlock(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	slow := DeciderFunc(func(ctx context.Context, c Client) (Boot, bool, error) {
+		if c.MAC.String() == "52:54:00:00:00:0a" {
+			<-ctx.Done() // until the per-request deadline
+			return Boot{}, false, ctx.Err()
+		}
+		return Boot{File: "undionly.kpxe"}, true, nil
+	})
+	s := &Server{ServerIP: server, Decider: slow, BroadcastAddr: bc.LocalAddr()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, pc, 67) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := net.Dial("udp4", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, mac := range []string{"52:54:00:00:00:0a", "52:54:00:00:00:0b"} {
+		if _, err := c.Write(request(t, dhcpv4.MessageTypeDiscover, mac, "PXEClient:Arch:00000:UNDI:002001", 0, false).ToBytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	start := time.Now()
+	bc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _, err := bc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("the fast client got no answer while the slow one waited: %v", err)
+	}
+	r, err := dhcpv4.FromBytes(buf[:n])
+	if err != nil || r.ClientHWAddr.String() != "52:54:00:00:00:0b" {
+		t.Fatalf("answer %v (%v)", r, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("answer after %v", el)
 	}
 }
