@@ -337,7 +337,6 @@ func (x *sender) run() (int64, error) {
 	last := uint64(x.size/int64(x.blk)) + 1 // the last block is short, maybe empty
 	base := uint64(1)                       // first unacknowledged block
 	tries := 0
-	nudged := false // a no-progress ACK resent the current window
 	for {
 		end := min(base+uint64(x.win)-1, last)
 		for b := base; b <= end; b++ {
@@ -366,16 +365,12 @@ func (x *sender) run() (int64, error) {
 			}
 			if k == base-1 {
 				// A duplicate, or a client saying the window's first block
-				// was lost. Resending for each would multiply the traffic
-				// (the sorcerer's apprentice): a window is resent at most
-				// once this way, otherwise when the timeout passes.
-				if x.win > 1 && !nudged {
-					nudged = true
-					break wait
-				}
+				// was lost. Resending on these multiplies the traffic (the
+				// sorcerer's apprentice, and with windows every later
+				// window twice): the timeout resends instead.
 				continue
 			}
-			base, tries, nudged = k+1, 0, false
+			base, tries = k+1, 0
 			if k == last {
 				return x.size, nil
 			}

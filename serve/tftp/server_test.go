@@ -157,9 +157,14 @@ func TestTransfers(t *testing.T) {
 	sizes := map[string]int{"empty": 0, "one": 1, "exact": 1024, "odd": 3000, "roll": 512*65536 + 700}
 	want := map[string][]byte{}
 	for name, n := range sizes {
+		if name == "roll" && testing.Short() {
+			continue
+		}
 		want[name] = writeRandom(t, filepath.Join(dir, name), n)
 	}
-	addr := startServer(t, &Server{Opener: dirOpener(dir), Timeout: 200 * time.Millisecond})
+	// The default timeout: shorter ones make a loaded machine (or -race)
+	// look like a lost client.
+	addr := startServer(t, &Server{Opener: dirOpener(dir)})
 	cases := []struct {
 		file string
 		opts map[string]string
@@ -176,8 +181,8 @@ func TestTransfers(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-%v", c.file, c.opts), func(t *testing.T) {
-			if c.file == "roll" && c.opts == nil && testing.Short() {
-				t.Skip("65537 lock-step round trips: not in -short")
+			if c.file == "roll" && testing.Short() {
+				t.Skip("block numbers rolling over take 65537 packets: not in -short")
 			}
 			got, err := get(t, addr, c.file, c.opts, c.drop)
 			if err != nil {
@@ -285,7 +290,7 @@ func TestBusy(t *testing.T) {
 func TestCurl(t *testing.T) {
 	curl := testutil.Tool(t, "curl", "curl")
 	dir := t.TempDir()
-	want := writeRandom(t, filepath.Join(dir, "kernel"), 5<<20+17)
+	want := writeRandom(t, filepath.Join(dir, "kernel"), 2<<20+17)
 	addr := startServer(t, &Server{Opener: dirOpener(dir)})
 	for _, blk := range []string{"512", "1468", "8192"} {
 		out := filepath.Join(t.TempDir(), "out")
