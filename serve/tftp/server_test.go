@@ -177,7 +177,6 @@ func TestTransfers(t *testing.T) {
 		{"odd", map[string]string{"blksize": "1468", "windowsize": "4"}, map[int]bool{2: true}},
 		{"odd", nil, map[int]bool{1: true, 3: true}},
 		{"roll", map[string]string{"blksize": "1468", "windowsize": "16"}, map[int]bool{5: true, 65536: true}},
-		{"roll", nil, nil}, // 512-byte blocks: the block number rolls over
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-%v", c.file, c.opts), func(t *testing.T) {
