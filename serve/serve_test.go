@@ -430,3 +430,43 @@ func TestAPI(t *testing.T) {
 		t.Errorf("an unknown file ID: %s", resp.Status)
 	}
 }
+
+// TestHTTPHostile: a client stuck in its headers and one with huge headers
+// do not stop others from being served.
+func TestHTTPHostile(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "bzImage"), []byte("kernel"))
+	s, _ := running(t, Options{Dirs: []string{root}})
+	addr := s.Addr("http").String()
+	stuck, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	if _, err := io.WriteString(stuck, "GET /bzImage HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	huge, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer huge.Close()
+	fmt.Fprintf(huge, "GET /bzImage HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 1<<20))
+	huge.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The answer is 431, or a reset if the server hung up while the
+	// headers were still arriving; never a file, never a hang.
+	b, err := io.ReadAll(io.LimitReader(huge, 4096))
+	var ne net.Error
+	if (errors.As(err, &ne) && ne.Timeout()) || (len(b) > 0 && !bytes.HasPrefix(b, []byte("HTTP/1.1 431"))) {
+		t.Errorf("huge headers: %q (%v)", b, err)
+	}
+	resp, err := http.Get("http://" + addr + "/bzImage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != "kernel" {
+		t.Fatalf("while others misbehave: %q %v", body, err)
+	}
+}
