@@ -6,7 +6,8 @@
 #                nix-build exists) and run every test, QEMU boots included
 #   make bench   compare nbimg with mksquashfs (and the NixOS way) on a large
 #                corpus of hard links to this machine's Debian package files,
-#                made once under $BENCH_DIR (default /var/tmp/nbimg-bench)
+#                made once under $BENCH_DIR (default /var/tmp/nbimg-bench),
+#                and nbimg serve with dnsmasq's TFTP and python3's http.server
 
 GO      ?= go
 BIN     := bin/nbimg
@@ -68,6 +69,7 @@ demo: deps build fixture
 
 bench: build
 	bash scripts/bench.sh
+	bash scripts/bench-serve.sh $(BIN)
 
 # Removes bin/ only (not the fixture, out/ or the benchmark corpus).
 clean:

@@ -26,6 +26,8 @@ packages=(
 	jq
 	# binary-cache QEMU acceptance: the client's ext4 disk (mkfs.ext4)
 	e2fsprogs
+	# nbimg serve: NBD client (qemu-img), TFTP client, test network namespaces
+	qemu-utils curl iproute2
 )
 
 missing=()

@@ -59,7 +59,7 @@ var (
 )
 
 // Config describes one boot. Set either Kernel (direct boot) or TFTPDir
-// (network boot).
+// (network boot), or put a network in ExtraArgs (network boot from it).
 type Config struct {
 	// Direct boot: -kernel, -initrd and -append.
 	Kernel  string
@@ -193,8 +193,8 @@ func (c *Config) Args() ([]string, error) {
 	switch {
 	case direct && net, direct && disk, net && disk:
 		return nil, errors.New("qemu: set one of Kernel (direct boot), TFTPDir (network boot) or Disk")
-	case !direct && !net && !disk:
-		return nil, errors.New("qemu: nothing to boot: set Kernel, TFTPDir or Disk")
+	case !direct && !net && !disk && !hasNetArg(c.ExtraArgs):
+		return nil, errors.New("qemu: nothing to boot: set Kernel, TFTPDir, Disk, or a network in ExtraArgs")
 	case c.TFTPDir != "" && c.NetDev != "":
 		return nil, errors.New("qemu: set either TFTPDir (QEMU's network) or NetDev, not both")
 	case c.TFTPDir != "" && c.BootFile == "":
@@ -236,6 +236,10 @@ func (c *Config) Args() ([]string, error) {
 		if !hasNetArg(c.ExtraArgs) {
 			args = append(args, "-nic", "none")
 		}
+	} else if !net {
+		// A network of the caller's (ExtraArgs), e.g. a tap device on a
+		// test bridge: boot from it.
+		args = append(args, "-boot", "n")
 	} else {
 		for _, s := range []string{c.TFTPDir, c.BootFile} {
 			if strings.Contains(s, ",") {

@@ -1,0 +1,141 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+)
+
+// ErrBadPath is returned for a name that is not a plain relative path
+// inside the roots (it holds "..", a NUL or an empty element).
+var ErrBadPath = errors.New("serve: path outside the served roots")
+
+// roots are the served directories, searched in order. Each is an
+// os.Root: names are resolved inside it, symbolic links included, so
+// nothing outside can be reached.
+type roots struct {
+	dirs []string
+	rs   []*os.Root
+}
+
+func openRoots(dirs []string) (*roots, error) {
+	r := &roots{dirs: dirs}
+	for _, d := range dirs {
+		root, err := os.OpenRoot(d)
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("serve: opening %s: %w", d, err)
+		}
+		r.rs = append(r.rs, root)
+	}
+	return r, nil
+}
+
+func (r *roots) close() {
+	for _, root := range r.rs {
+		root.Close()
+	}
+}
+
+// CleanName turns a client's file name into a path relative to the roots:
+// leading slashes (and a TFTP client's backslashes) are dropped; a name
+// with a ".." element, a NUL or nothing left is refused with ErrBadPath.
+// An absolute name therefore means the same file inside the roots, never
+// one outside.
+func CleanName(name string) (string, error) {
+	if strings.ContainsRune(name, 0) {
+		return "", fmt.Errorf("%w: %q", ErrBadPath, name)
+	}
+	name = strings.ReplaceAll(name, "\\", "/")
+	for _, el := range strings.Split(name, "/") {
+		if el == ".." {
+			return "", fmt.Errorf("%w: %q", ErrBadPath, name)
+		}
+	}
+	name = strings.TrimLeft(path.Clean("/"+name), "/")
+	if name == "" || !fs.ValidPath(name) {
+		return "", fmt.Errorf("%w: %q", ErrBadPath, name)
+	}
+	return name, nil
+}
+
+// open opens a regular file by its cleaned name in the first root that
+// has it.
+func (r *roots) open(name string) (*os.File, fs.FileInfo, error) {
+	name, err := CleanName(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, root := range r.rs {
+		f, err := root.Open(name)
+		if err != nil {
+			continue
+		}
+		st, err := f.Stat()
+		if err != nil || !st.Mode().IsRegular() {
+			f.Close()
+			continue
+		}
+		return f, st, nil
+	}
+	return nil, nil, fmt.Errorf("serve: %s: %w", name, fs.ErrNotExist)
+}
+
+// exists reports whether a regular file is found under name.
+func (r *roots) exists(name string) bool {
+	name, err := CleanName(name)
+	if err != nil {
+		return false
+	}
+	for _, root := range r.rs {
+		if st, err := root.Stat(name); err == nil && st.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
+// first returns the first of names (each joined to dir) that exists.
+func (r *roots) first(dir string, names ...string) (string, bool) {
+	for _, n := range names {
+		p := n
+		if dir != "" {
+			p = path.Join(dir, n)
+		}
+		if r.exists(p) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// find walks the roots (not following symbolic links out of them) for
+// regular files named base, up to depth directories deep, in root order
+// and then lexical order; at most limit results.
+func (r *roots) find(base string, depth, limit int) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, root := range r.rs {
+		fsys := root.FS()
+		fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error { //nolint:errcheck // best effort listing
+			if err != nil {
+				return fs.SkipDir
+			}
+			if len(out) >= limit {
+				return fs.SkipAll
+			}
+			if d.IsDir() && p != "." && strings.Count(p, "/") >= depth {
+				return fs.SkipDir
+			}
+			if d.Type().IsRegular() && d.Name() == base && !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	return out
+}
