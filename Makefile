@@ -51,11 +51,11 @@ test: deps fixture
 # The tests without QEMU boots and other slow cases; nothing is installed
 # or built first.
 test-short:
-	$(GO) test -short ./...
+	$(GO) test -timeout 30m -short ./...
 
 # test-short under the race detector (as CI runs it).
 test-race:
-	$(GO) test -race -short ./...
+	$(GO) test -timeout 30m -race -short ./...
 
 # gofmt (fails listing the files), go vet, and staticcheck when installed.
 lint:
