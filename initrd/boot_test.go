@@ -38,7 +38,7 @@ func TestBootKernelUnpacks(t *testing.T) {
 				testutil.SkipOrFail(t, "%s is dynamically linked: install the Debian package busybox-static", busybox)
 			}
 		}
-		f.Close()
+		testutil.NoError(t, f.Close())
 	}
 
 	image := make([]byte, 300001)
