@@ -83,7 +83,7 @@ func TestSquashfsCommandErrors(t *testing.T) {
 		{[]string{"squashfs", "-o", out, "--block-size", "3000", src}, exitUsage, "block-size"},
 		{[]string{"squashfs", "-o", out, "--root-mode", "999", src}, exitUsage, "root-mode"},
 		{[]string{"squashfs", "-o", out, filepath.Join(src, "missing")}, exitFailure, "missing"},
-		{[]string{"squashfs", "-o", out, "--comp", "xz -Xdict-size 50%", src}, exitFailure, "dictionary"},
+		{[]string{"squashfs", "-o", out, "--comp", "xz -Xdict-size 50%", src}, exitUsage, "dictionary"},
 	} {
 		code, _, stderr := runApp(t, tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
