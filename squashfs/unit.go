@@ -64,12 +64,13 @@ type unitPlan struct {
 	bytes  int64 // file bytes
 }
 
-// unitEntry is the table of a cache entry: the size and sha256 of each of
-// the unit's files (by inode order) and the size word of each block of its
-// data area in order: the data blocks of each file the unit stores (also
-// those whose blocks this image takes from an earlier copy) and its
-// fragment blocks, where the plan writes them. The compressed blocks come
-// first in the entry, the table after them, then its length (8 bytes).
+// unitEntry is the table of a cache entry: the unit's key, the size and
+// sha256 of each of the unit's files (by inode order) and the size word
+// of each block of its data area in order: the data blocks of each file
+// the unit stores (also those whose blocks this image takes from an
+// earlier copy) and its fragment blocks, where the plan writes them; then
+// the table's own sha256. The compressed blocks come first in the entry,
+// the table after them, then its length (8 bytes).
 type unitEntry struct {
 	sizes  []int64
 	hashes [][]byte
@@ -201,8 +202,20 @@ func (p *Plan) readEntry(u *unitPlan, e CacheEntry) (*unitEntry, error) {
 	if _, err := e.ReadAt(tab, size-8-int64(tlen)); err != nil {
 		return nil, err
 	}
+	// The table has a checksum of its own: the files' hashes in it decide
+	// duplicates before the entry as a whole is verified.
+	if len(tab) < sha256.Size {
+		return nil, fmt.Errorf("%w: table of %d bytes", errEntry, tlen)
+	}
+	tab, sum := tab[:len(tab)-sha256.Size], tab[len(tab)-sha256.Size:]
+	if s := sha256.Sum256(tab); !bytes.Equal(s[:], sum) {
+		return nil, fmt.Errorf("%w: table checksum mismatch", errEntry)
+	}
 	t := &unitEntry{data: size - 8 - int64(tlen)}
 	rd := entryReader{b: tab}
+	if k := rd.bytes(len(u.key)); string(k) != u.key {
+		return nil, fmt.Errorf("%w: an entry of another unit", errEntry)
+	}
 	if n := rd.u32(); int(n) != len(u.inodes) {
 		return nil, fmt.Errorf("%w: %d files, the unit has %d", errEntry, n, len(u.inodes))
 	}
@@ -351,7 +364,7 @@ func (r *unitRecord) finish(hash func(*fileData) []byte) error {
 		r.w.Abort()
 		return r.err
 	}
-	var t le
+	t := le(r.u.key)
 	t = t.u32(uint32(len(r.u.inodes)))
 	for _, ino := range r.u.inodes {
 		h := hash(ino.data)
@@ -366,6 +379,8 @@ func (r *unitRecord) finish(hash func(*fileData) []byte) error {
 	for _, w := range r.words {
 		t = t.u32(w)
 	}
+	sum := sha256.Sum256(t)
+	t = append(t, sum[:]...)
 	t = t.u64(uint64(len(t)))
 	if _, err := r.w.Write(t); err != nil {
 		r.w.Abort()
