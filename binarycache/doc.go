@@ -16,7 +16,7 @@
 //	manifest.json           what the last Write added (nbimg's own; Nix
 //	                        ignores it)
 //
-// Write serialises each path with the NAR writer it is given, checks the
+// Write serialises each path as a NAR (nixstore.WriteNAR), checks the
 // hash and size against the closure's registration, and compresses the NARs
 // in parallel with results taken in input order. An existing directory is
 // extended: a path whose narinfo is already there (and whose NAR file is

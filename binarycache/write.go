@@ -17,10 +17,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/nbimg/nbimg/nixstore"
 )
 
 // DefaultStoreDir is the store directory of every NixOS system.
-const DefaultStoreDir = "/nix/store"
+const DefaultStoreDir = nixstore.DefaultStoreDir
 
 // DefaultPriority is the nix-cache-info Priority of a new cache: tried
 // before cache.nixos.org (40) by clients that list both.
@@ -50,7 +52,7 @@ type Options struct {
 	Keys        []SecretKey // each narinfo gets a Sig line per key
 	Workers     int         // NARs compressed at once; 0 is the number of CPUs
 	Priority    int         // Priority of a new nix-cache-info; 0 is DefaultPriority
-	WriteNAR    NARWriter   // required: the NAR serialiser
+	WriteNAR    NARWriter   // the NAR serialiser; nil is nixstore.WriteNAR
 	// Progress, when set, is called after each path, in input order.
 	Progress func(Progress)
 	// Logf, when set, receives a line about each unusual path.
@@ -126,7 +128,7 @@ type writer struct {
 
 func newWriter(dir string, paths []Path, opts Options) (*writer, error) {
 	if opts.WriteNAR == nil {
-		return nil, errors.New("binarycache: no NAR writer given")
+		opts.WriteNAR = nixstore.WriteNAR
 	}
 	if opts.StoreDir == "" {
 		opts.StoreDir = DefaultStoreDir
@@ -458,7 +460,7 @@ func (w *writer) writeNAR(ctx context.Context, e *entry) (info *NarInfo, err err
 			ErrChanged, e.StorePath, e.HostPath, narHash, nar.n, e.NarHash, e.NarSize)
 	}
 	fileSum := file.Sum(nil)
-	url := "nar/" + nix32(fileSum) + w.opts.Compression.Ext()
+	url := "nar/" + nixstore.Nix32Encode(fileSum) + w.opts.Compression.Ext()
 	if err := f.Chmod(0o644); err != nil {
 		return nil, fmt.Errorf("binary cache: %w", err)
 	}
