@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nbimg/nbimg/initrd"
 	"github.com/nbimg/nbimg/internal/atomicfile"
 	"github.com/nbimg/nbimg/nixstore"
 
@@ -34,6 +37,11 @@ type PXEOptions struct {
 	ToolVersion string
 	// Timings records wall-clock timings in the manifest.
 	Timings bool
+	// Substitute, when set, boots each system from a binary cache: its
+	// initrd is the toplevel's own, without a store image, and its command
+	// line carries Substitute.KernelParams for a stage 1 that substitutes
+	// the closure onto the client's disk (see netboot.Substitute).
+	Substitute *netboot.Substitute
 }
 
 // PXEResult describes a PXE directory.
@@ -65,6 +73,7 @@ var ErrDuplicateSystem = errors.New("builder: the same system is given twice")
 //	tftp/pxelinux.cfg/default   the pxelinux menu
 //	tftp/<toplevel>/bzImage     each system's kernel
 //	tftp/<toplevel>/initrd      its initrd followed by its store image
+//	                            (with o.Substitute, its initrd alone)
 //	boot.ipxe                   the same menu for iPXE, files under tftp/
 //	dnsmasq.conf                TFTP from dir/tftp (its final absolute
 //	                            path), proxy DHCP on o.ProxyNets
@@ -99,6 +108,11 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 	if s := strings.TrimSpace(o.Cmdline); s != "" {
 		extra = append(extra, s)
 	}
+	if o.Substitute != nil {
+		if err := o.Substitute.Check(); err != nil {
+			return nil, err
+		}
+	}
 	menu := netboot.Menu{Title: o.Title, Timeout: o.Timeout, Serial: o.Serial}
 	if menu.Title == "" {
 		menu.Title = "NixOS network boot"
@@ -113,12 +127,16 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 			return nil, fmt.Errorf("%w: systems %d and %d are both %s", ErrDuplicateSystem, j+1, i+1, top.Path)
 		}
 		seen[top.Path] = i
+		cmd := extra
+		if o.Substitute != nil {
+			cmd = append(slices.Clone(extra), o.Substitute.KernelParams(top.Path))
+		}
 		menu.Entries = append(menu.Entries, netboot.Entry{
 			Title:        MenuTitle(c),
 			Dir:          path.Base(top.Path),
 			Init:         top.InitArg(),
 			KernelParams: strings.Join(top.KernelParams, " "),
-			Cmdline:      strings.Join(extra, " "),
+			Cmdline:      strings.Join(cmd, " "),
 		})
 	}
 	cfg, err := menu.PXELinux()
@@ -173,7 +191,12 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 			iopts := o.InitrdOptions
 			iopts.Bases = []string{c.HostPath(top.Initrd)}
 			imageStart := time.Now()
-			ir, err := WriteInitrd(ctx, f, c, iopts)
+			var ir *InitrdResult
+			if o.Substitute != nil {
+				ir, err = copyBaseInitrd(f, iopts.Bases[0])
+			} else {
+				ir, err = WriteInitrd(ctx, f, c, iopts)
+			}
 			if cerr := f.Close(); err == nil && cerr != nil {
 				err = fmt.Errorf("initrd: %w", cerr)
 			}
@@ -191,7 +214,7 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 			rel := netboot.TFTPDir + "/" + e.Dir
 			m.Entries = append(m.Entries, ManifestEntry{
 				Name: netboot.EntryLabel(i), Title: e.Title, Dir: rel, Toplevel: top.Path,
-				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: ir.Image.MkfsTime,
+				StorePaths: len(c.Paths), NarSize: c.NarSize(), MkfsTime: mkfsTime(ir),
 				Cmdline: menu.CommandLine(i),
 			})
 			names = append(names, rel+"/"+netboot.KernelName, rel+"/"+netboot.InitrdName)
@@ -220,4 +243,27 @@ func PXE(ctx context.Context, systems []*nixstore.Closure, dir string, o PXEOpti
 		return nil, err
 	}
 	return res, nil
+}
+
+// copyBaseInitrd writes the toplevel's initrd as it is: a system booted
+// from a binary cache has no store image.
+func copyBaseInitrd(f *os.File, base string) (*InitrdResult, error) {
+	in, err := os.Open(base)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: %w", err)
+	}
+	defer in.Close()
+	n, err := io.Copy(f, in)
+	if err != nil {
+		return nil, fmt.Errorf("initrd: copying %s: %w", base, err)
+	}
+	return &InitrdResult{Initrd: &initrd.Result{Size: n, Bases: []int64{n}, SegmentOffset: -1}}, nil
+}
+
+// mkfsTime is the store image's time, or 0 without one.
+func mkfsTime(ir *InitrdResult) int64 {
+	if ir.Image == nil {
+		return 0
+	}
+	return ir.Image.MkfsTime
 }

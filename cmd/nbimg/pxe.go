@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nbimg/nbimg/binarycache"
 	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/cmdline"
 	"github.com/nbimg/nbimg/netboot"
@@ -61,6 +62,12 @@ func pxeCommand() *cli.Command {
 			"entries are labelled with the system's name, version and hash. dnsmasq.conf\n" +
 			"names DIR's absolute path: build where you serve from, or edit tftp-root.\n" +
 			"DIR is replaced whole at the end, or left alone on failure.\n\n" +
+			"With --binary-cache URL --public-key FILE the systems boot the \"NixOS on\n" +
+			"Clients\" way: each initrd is the toplevel's own, without a store image,\n" +
+			"and each command line also carries " + netboot.ParamToplevel + "=<toplevel>,\n" +
+			netboot.ParamSubstituter + "=URL and " + netboot.ParamTrustedKey + "=<key>, for a stage 1\n" +
+			"that substitutes the closure from the cache onto the local disk (see\n" +
+			"examples/binary-cache-client.nix; write the cache with nbimg binary-cache).\n\n" +
 			"Examples:\n" +
 			"  nbimg pxe -o /srv/pxe --toplevel ./result --proxy-net 192.168.1.0/24\n" +
 			"  nbimg pxe -o pxe --toplevel /nix/var/nix/profiles/system-42-link \\\n" +
@@ -77,6 +84,8 @@ func pxeCommand() *cli.Command {
 			&cli.StringFlag{Name: "syslinux", Usage: "`DIR` holding pxelinux.0, ldlinux.c32, menu.c32 and libutil.c32 (default: Debian's locations)", TakesFile: true},
 			&cli.IntFlag{Name: "menu-timeout", Value: int(netboot.DefaultMenuTimeout / time.Second), Usage: "`SECONDS` before the first entry boots by itself"},
 			&cli.StringFlag{Name: "title", Value: "NixOS network boot", Usage: "menu title"},
+			&cli.StringFlag{Name: "binary-cache", Usage: "boot from the Nix binary cache at `URL` (nbimg binary-cache): initrds without a store image, and " + netboot.ParamToplevel + "=, " + netboot.ParamSubstituter + "=, " + netboot.ParamTrustedKey + "= on each command line; needs --public-key"},
+			&cli.StringFlag{Name: "public-key", Usage: "the binary cache's public key `FILE` (name:base64, from nix-store --generate-binary-cache-key), the only key clients trust", TakesFile: true},
 		}, pxeInputFlags()...), storeImageFlags()...),
 		Action: runPXE,
 	}
@@ -127,6 +136,19 @@ func runPXE(c *cli.Context) error {
 	for _, n := range opts.ProxyNets {
 		if _, err := netboot.ParseProxyNet(n); err != nil {
 			return usageErrorf("--proxy-net: %v", err)
+		}
+	}
+	if url, keyFile := c.String("binary-cache"), c.String("public-key"); url != "" || keyFile != "" {
+		if url == "" || keyFile == "" {
+			return usageErrorf("pxe: --binary-cache and --public-key go together")
+		}
+		k, err := binarycache.ReadPublicKeyFile(keyFile)
+		if err != nil {
+			return err
+		}
+		opts.Substitute = &netboot.Substitute{URL: url, PublicKey: k.String()}
+		if err := opts.Substitute.Check(); err != nil {
+			return usageErrorf("--binary-cache: %v", err)
 		}
 	}
 	u := newUI(c)
