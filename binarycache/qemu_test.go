@@ -2,6 +2,7 @@ package binarycache_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"os"
@@ -15,14 +16,17 @@ import (
 
 	"github.com/nbimg/nbimg/binarycache"
 	"github.com/nbimg/nbimg/binarycache/cachecheck"
+	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/initrd"
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
+	"github.com/nbimg/nbimg/netboot"
 	"github.com/nbimg/nbimg/nixstore"
 )
 
 // The "NixOS on Clients" flow, end to end: a client boots the fixture's
-// kernel and initrd, its stage 1 (testdata/fixture/stage-1-substitute.sh,
+// kernel and initrd from the PXE tree of `nbimg pxe --binary-cache`, its
+// stage 1 (testdata/fixture/stage-1-substitute.sh,
 // with Debian's nix-store) substitutes the system from nbimg's cache over
 // HTTP onto a virtio disk with only the cache's key trusted, and stage 2
 // checks the store. Then the next generation goes into the same cache, and
@@ -128,9 +132,12 @@ func TestQEMUSubstitutingBoot(t *testing.T) {
 		})
 	}
 
-	// First boot: the whole closure comes over HTTP; stage 2 checks every
-	// file's sha256.
-	res := boot(f.Toplevel, f.Initrd, "")
+	// First boot: through the PXE tree of `nbimg pxe --binary-cache`: iPXE
+	// loads boot.ipxe, the kernel and the toplevel's initrd (with the
+	// substituting segment appended) over TFTP, and the entry's command
+	// line says what to substitute from where. The whole closure comes
+	// over HTTP; stage 2 checks every file's sha256.
+	res := pxeBoot(t, f, guestURL, pub, segment, disk)
 	if !strings.Contains(res.Line, "check=sha256") {
 		t.Errorf("the marker %q is not after a full store check", res.Line)
 	}
@@ -170,6 +177,57 @@ func TestQEMUSubstitutingBoot(t *testing.T) {
 	}
 	checkFetched(t, res.Console, changed)
 	t.Logf("second generation: %d of %d paths fetched (%d NAR bytes of %d)", changed, len(closure2.Paths), m.AddedNarSize, closure2.NarSize())
+}
+
+// pxeBoot writes the PXE tree of the fixture for a binary cache, appends
+// the substituting segment (gzip-compressed, as a second initramfs
+// archive) to the entry's initrd, and boots boot.ipxe with the disk.
+func pxeBoot(t *testing.T, f *testutil.Fixture, url, pub string, segment []byte, disk string) *qemu.Result {
+	t.Helper()
+	if _, err := netboot.FindSyslinux(""); err != nil {
+		testutil.SkipOrFail(t, "%v", err)
+	}
+	qemu.RequireNetboot(t)
+	cl, err := nixstore.Load(context.Background(), nixstore.Input{Toplevel: f.Toplevel, Closure: f.ClosureDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "pxe")
+	if _, err := builder.PXE(context.Background(), []*nixstore.Closure{cl}, dir, builder.PXEOptions{
+		Timeout:    time.Second,
+		Substitute: &netboot.Substitute{URL: url, PublicKey: pub},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	entryInitrd := filepath.Join(dir, netboot.TFTPDir, path.Base(f.Toplevel), netboot.InitrdName)
+	ird, err := os.ReadFile(entryInitrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(ird)%4 != 0 {
+		ird = append(ird, 0)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(segment); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(entryInitrd, append(ird, gz.Bytes()...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return qemu.BootT(t, qemu.Config{
+		TFTPDir:     dir,
+		BootFile:    netboot.MenuName,
+		NIC:         "virtio-net-pci",
+		Memory:      1024,
+		Timeout:     15 * time.Minute,
+		Marker:      f.Marker,
+		FailMarkers: []string{f.FailMarker},
+		ExtraArgs:   []string{"-drive", "file=" + disk + ",format=raw,if=virtio"},
+	})
 }
 
 // checkFetched checks stage 1's count of substituted paths on the console.
