@@ -18,6 +18,8 @@ packages=(
 	ovmf systemd-boot-efi sbsigntool dosfstools mtools binutils ipxe
 	# aarch64 guests
 	qemu-system-arm qemu-efi-aarch64
+	# binary-cache QEMU acceptance: the client's ext4 disk (mkfs.ext4)
+	e2fsprogs
 )
 
 missing=()
