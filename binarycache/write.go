@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nbimg/nbimg/internal/atomicfile"
 	"github.com/nbimg/nbimg/nixstore"
 )
 
@@ -221,7 +222,7 @@ func (w *writer) run(ctx context.Context) (*Manifest, error) {
 			continue
 		}
 		name := filepath.Join(w.dir, e.info.HashPart()+".narinfo")
-		if err := writeFileAtomic(name, e.info.Bytes()); err != nil {
+		if err := atomicfile.WriteFile(name, e.info.Bytes()); err != nil {
 			return nil, err
 		}
 	}
@@ -230,7 +231,7 @@ func (w *writer) run(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(w.dir, "manifest.json"), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(w.dir, "manifest.json"), append(b, '\n')); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -243,7 +244,7 @@ func (w *writer) cacheInfo() error {
 	data, err := os.ReadFile(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		ci := CacheInfo{StoreDir: w.opts.StoreDir, WantMassQuery: true, Priority: w.opts.Priority}
-		return writeFileAtomic(name, ci.Bytes())
+		return atomicfile.WriteFile(name, ci.Bytes())
 	}
 	if err != nil {
 		return fmt.Errorf("binary cache: %w", err)
@@ -422,7 +423,9 @@ func (c *countingHash) Write(p []byte) (int, error) {
 }
 
 // writeNAR serialises and compresses one path into nar/ and returns its
-// narinfo, signed.
+// narinfo, signed. The file's name is its hash, known only at the end, so
+// it is written to a temporary name in nar/ and renamed (as atomicfile
+// does for names known in advance).
 func (w *writer) writeNAR(ctx context.Context, e *entry) (info *NarInfo, err error) {
 	narDir := filepath.Join(w.dir, "nar")
 	f, err := os.CreateTemp(narDir, ".tmp-")
@@ -560,35 +563,4 @@ func baseNames(paths []string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// writeFileAtomic writes data to a temporary file beside name, syncs it
-// and renames it over name.
-func writeFileAtomic(name string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("binary cache: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := os.Rename(f.Name(), name); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
 }
