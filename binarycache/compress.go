@@ -72,7 +72,7 @@ func (c Compression) compressor(w io.Writer, level int) (io.WriteCloser, error) 
 }
 
 // xzMaxDict is the xz dictionary of NARs larger than it: xz's default.
-const xzMaxDict = 8 << 20
+var xzMaxDict = 8 << 20 // a variable for tests
 
 // xzAll compresses a whole NAR with a dictionary no larger than the NAR
 // (at least 64 KiB): setting up an 8 MiB one costs ~0.1 s, more than

@@ -13,15 +13,16 @@ import (
 // Both ways through oneShotWriter (one call, stream) give data that
 // independent decoders read back, and the same input gives the same bytes.
 func TestCompressorsBothWays(t *testing.T) {
-	defer func(l int) { oneShotLimit = l }(oneShotLimit)
-	oneShotLimit = 100 << 10
+	defer func(l, d int) { oneShotLimit, xzMaxDict = l, d }(oneShotLimit, xzMaxDict)
+	oneShotLimit = 16 << 10
+	xzMaxDict = 64 << 10 // an 8 MiB dictionary takes seconds to set up under -race
 	r := rand.New(rand.NewPCG(1, 2))
-	data := make([]byte, 300<<10)
+	data := make([]byte, 40<<10)
 	for i := range data {
 		data[i] = byte(r.IntN(16)) // compressible, not trivially
 	}
 	for _, c := range []Compression{XZ, Zstd, None} {
-		for _, n := range []int{0, 1000, 100 << 10, 100<<10 + 1, len(data)} {
+		for _, n := range []int{0, 1000, 16 << 10, 16<<10 + 1, len(data)} {
 			compress := func() []byte {
 				var b bytes.Buffer
 				w, err := c.compressor(&b, level(c))
@@ -29,8 +30,8 @@ func TestCompressorsBothWays(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Odd write sizes, as a NAR writer's buffer flushes.
-				for off := 0; off < n; off += 7777 {
-					if _, err := w.Write(data[off:min(off+7777, n)]); err != nil {
+				for off := 0; off < n; off += 3333 {
+					if _, err := w.Write(data[off:min(off+3333, n)]); err != nil {
 						t.Fatal(err)
 					}
 				}
