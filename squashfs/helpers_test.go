@@ -85,7 +85,7 @@ func edgeTree(t testing.TB, dir string, bs int, many int) {
 	if err := os.Link(filepath.Join(dir, "links/target"), filepath.Join(dir, "links/hard1")); err != nil {
 		t.Fatal(err)
 	}
-	os.MkdirAll(filepath.Join(dir, "links/z"), 0o755)
+	testutil.NoError(t, os.MkdirAll(filepath.Join(dir, "links/z"), 0o755))
 	if err := os.Link(filepath.Join(dir, "links/target"), filepath.Join(dir, "links/z/hard2")); err != nil {
 		t.Fatal(err)
 	}
@@ -113,16 +113,16 @@ func edgeTree(t testing.TB, dir string, bs int, many int) {
 	}
 	// Modes and times.
 	write("modes/setuid", []byte("s"))
-	os.Chmod(filepath.Join(dir, "modes/setuid"), 0o4755)
+	testutil.NoError(t, os.Chmod(filepath.Join(dir, "modes/setuid"), 0o4755))
 	write("modes/sticky-dir/f", []byte("f"))
-	os.Chmod(filepath.Join(dir, "modes/sticky-dir"), 0o1777)
+	testutil.NoError(t, os.Chmod(filepath.Join(dir, "modes/sticky-dir"), 0o1777))
 	write("modes/private", []byte("p"))
-	os.Chmod(filepath.Join(dir, "modes/private"), 0o600)
+	testutil.NoError(t, os.Chmod(filepath.Join(dir, "modes/private"), 0o600))
 	write("modes/empty-dir/.keep", nil)
-	os.Remove(filepath.Join(dir, "modes/empty-dir/.keep"))
+	testutil.NoError(t, os.Remove(filepath.Join(dir, "modes/empty-dir/.keep")))
 	// Special files.
 	if err := syscall.Mkfifo(filepath.Join(dir, "special/fifo"), 0o644); err != nil {
-		os.MkdirAll(filepath.Join(dir, "special"), 0o755)
+		testutil.NoError(t, os.MkdirAll(filepath.Join(dir, "special"), 0o755))
 		if err := syscall.Mkfifo(filepath.Join(dir, "special/fifo"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -160,12 +160,12 @@ func edgeTree(t testing.TB, dir string, bs int, many int) {
 		case d.IsDir():
 			dirs = append(dirs, p)
 		case d.Type()&fs.ModeSymlink == 0: // Chtimes would follow a symlink
-			os.Chtimes(p, mt, mt)
+			testutil.NoError(t, os.Chtimes(p, mt, mt))
 		}
 		return nil
 	})
 	for j := len(dirs) - 1; j >= 0; j-- {
-		os.Chtimes(dirs[j], time.Unix(1_500_000_000+int64(j), 0), time.Unix(1_500_000_000+int64(j), 0))
+		testutil.NoError(t, os.Chtimes(dirs[j], time.Unix(1_500_000_000+int64(j), 0), time.Unix(1_500_000_000+int64(j), 0)))
 	}
 }
 

@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/nbimg/nbimg/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nbimg/nbimg/internal/testutil"
 
 	"github.com/nbimg/nbimg/squashfs"
 )
@@ -34,18 +35,19 @@ func TestReproducible(t *testing.T) {
 	// One byte changed in one file changes the image; touching nothing
 	// else does not.
 	p := filepath.Join(src, "edges/text-4097")
-	data, _ := os.ReadFile(p)
-	st, _ := os.Stat(p)
+	data := testutil.ReadFile(t, p)
+	st, err := os.Stat(p)
+	testutil.NoError(t, err)
 	data[100] ^= 1
-	os.WriteFile(p, data, 0o644)
-	os.Chtimes(p, st.ModTime(), st.ModTime())
+	testutil.NoError(t, os.WriteFile(p, data, 0o644))
+	testutil.NoError(t, os.Chtimes(p, st.ModTime(), st.ModTime()))
 	img, _ := dirImage(t, src, opts)
 	if sha(t, img) == first {
 		t.Fatal("changing a byte of a file did not change the image")
 	}
 	data[100] ^= 1
-	os.WriteFile(p, data, 0o644)
-	os.Chtimes(p, st.ModTime(), st.ModTime())
+	testutil.NoError(t, os.WriteFile(p, data, 0o644))
+	testutil.NoError(t, os.Chtimes(p, st.ModTime(), st.ModTime()))
 	img, _ = dirImage(t, src, opts)
 	if sha(t, img) != first {
 		t.Fatal("restoring the byte did not restore the image")
@@ -96,8 +98,8 @@ func TestErrorsNameThePath(t *testing.T) {
 	mk := func(t *testing.T, size int) (*squashfs.Tree, string) {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "sub", "file")
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, make([]byte, size), 0o644)
+		testutil.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		testutil.NoError(t, os.WriteFile(p, make([]byte, size), 0o644))
 		tree, err := squashfs.DirTree(ctx, dir)
 		if err != nil {
 			t.Fatal(err)
@@ -107,21 +109,21 @@ func TestErrorsNameThePath(t *testing.T) {
 	for _, size := range []int{100, 3*testBlock + 5} {
 		t.Run("vanished", func(t *testing.T) {
 			tree, p := mk(t, size)
-			os.Remove(p)
+			testutil.NoError(t, os.Remove(p))
 			if err := write(tree); err == nil || !strings.Contains(err.Error(), "sub/file") {
 				t.Fatalf("got %v", err)
 			}
 		})
 		t.Run("grew", func(t *testing.T) {
 			tree, p := mk(t, size)
-			os.WriteFile(p, make([]byte, size+1), 0o644)
+			testutil.NoError(t, os.WriteFile(p, make([]byte, size+1), 0o644))
 			if err := write(tree); !errors.Is(err, squashfs.ErrChanged) || !strings.Contains(err.Error(), "sub/file") {
 				t.Fatalf("got %v", err)
 			}
 		})
 		t.Run("shrank", func(t *testing.T) {
 			tree, p := mk(t, size)
-			os.WriteFile(p, make([]byte, size-1), 0o644)
+			testutil.NoError(t, os.WriteFile(p, make([]byte, size-1), 0o644))
 			if err := write(tree); !errors.Is(err, squashfs.ErrChanged) || !strings.Contains(err.Error(), "sub/file") {
 				t.Fatalf("got %v", err)
 			}
@@ -213,7 +215,7 @@ func TestLargeFile(t *testing.T) {
 	if st.SparseBlocks < 4000 {
 		t.Errorf("%d sparse blocks", st.SparseBlocks)
 	}
-	if fi, _ := os.Stat(img); fi.Size() > 1<<20 {
+	if fi, err := os.Stat(img); err != nil || fi.Size() > 1<<20 {
 		t.Errorf("image of a sparse file is %d bytes", fi.Size())
 	}
 	out, err := exec.Command(rd, "-s", "/big", img).CombinedOutput()
@@ -288,11 +290,11 @@ func TestPlanWrittenTwice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, _ := os.ReadFile(img)
+		data := testutil.ReadFile(t, img)
 		if string(data[:6]) != "prefix" || int64(len(data)) != 6+st.OutputBytes {
 			t.Fatalf("image of %d bytes after the prefix, stats say %d", len(data)-6, st.OutputBytes)
 		}
-		os.WriteFile(img, data[6:], 0o644)
+		testutil.NoError(t, os.WriteFile(img, data[6:], 0o644))
 		sums = append(sums, sha(t, img))
 		stats = append(stats, st)
 		checkUnsquashfs(t, img, src)
@@ -315,8 +317,8 @@ func TestDuplicates(t *testing.T) {
 	c := append([]byte(nil), a...)
 	c[0]++ // same size, different start
 	for name, data := range map[string][]byte{"a1": a, "a2": a, "b": b, "c": c, "sub/a3": a, "small1": a[:100], "small2": a[:100]} {
-		os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755)
-		os.WriteFile(filepath.Join(src, name), data, 0o644)
+		testutil.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755))
+		testutil.NoError(t, os.WriteFile(filepath.Join(src, name), data, 0o644))
 	}
 	img, st := dirImage(t, src, squashfs.Options{BlockSize: testBlock, MkfsTime: time.Unix(1, 0)})
 	if st.Duplicates != 3 || st.DuplicateBytes != 2*int64(len(a))+100 {
