@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"unicode"
 )
 
 // ErrInvalid is returned for a command line that cannot be written safely.
@@ -57,7 +58,7 @@ func (l Line) Words() ([]string, error) {
 	if l.Init == "" {
 		return nil, fmt.Errorf("%w: no init path", ErrInvalid)
 	}
-	if !path.IsAbs(l.Init) || strings.ContainsAny(l.Init, " \t\v\f") {
+	if !path.IsAbs(l.Init) || strings.IndexFunc(l.Init, unicode.IsSpace) >= 0 {
 		return nil, fmt.Errorf("%w: init path %q is not absolute or has white space", ErrInvalid, l.Init)
 	}
 	words := make([]string, 0, len(l.Pre)+len(l.Post)+len(l.Extra)+8)
