@@ -177,8 +177,10 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 			return nil, err // before the long part
 		}
 		t.extra = func(tmp string, ir *InitrdResult) ([]string, error) {
+			// The UKI carries the tree's own kernel, initrd and command
+			// line (with --store-url: the stage-0 initrd and rdinit=).
 			_, _, warnings, err := writeUKI(ctx, filepath.Join(tmp, netboot.UKIName), c,
-				filepath.Join(tmp, netboot.KernelName), filepath.Join(tmp, netboot.InitrdName), o.Cmdline, *o.UKI)
+				filepath.Join(tmp, kernelName), filepath.Join(tmp, netboot.InitrdName), netStoreCmdline(o), *o.UKI)
 			if err != nil {
 				return nil, err
 			}

@@ -112,3 +112,27 @@ func TestUKIErrors(t *testing.T) {
 		t.Errorf("netboot --sign-key without --uki: exit %d, %q", code, errOut)
 	}
 }
+
+// TestNetbootUKIStoreURL checks that with --store-url the UKI carries what
+// the tree boots with: the small stage-0 initrd and rdinit= on its signed
+// command line, so the signature covers the way to the store too.
+func TestNetbootUKIStoreURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a UKI of the fixture (tens of seconds)")
+	}
+	f := testutil.LoadFixture(t)
+	ukitest.Stub(t)
+	dir := buildNetboot(t, f, "--uki", "--store-url", "http://10.0.2.2:8080/nix-store.squashfs", "--stage0", stage0File(t))
+	efi := filepath.Join(dir, "nixos.efi")
+	initrd, err := os.ReadFile(filepath.Join(dir, "initrd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(ukitest.DumpSection(t, efi, ".initrd"), initrd) {
+		t.Error(".initrd is not the tree's stage-0 initrd")
+	}
+	want := "init=" + f.Init + " " + f.KernelParams + " rdinit=/nbimg/stage0"
+	if got := string(ukitest.DumpSection(t, efi, ".cmdline")); got != want {
+		t.Errorf(".cmdline %q, want %q", got, want)
+	}
+}
