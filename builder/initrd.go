@@ -35,6 +35,9 @@ type InitrdResult struct {
 	// Warnings are problems that did not stop the build: base initrds
 	// holding data the kernel cannot unpack, an initrd over 2 GiB.
 	Warnings []string
+	// Store describes the store image served over the network (with
+	// --store-url), nil otherwise.
+	Store *ManifestStore
 }
 
 // ErrNotSquashfs is returned for an image file that is not a SquashFS.

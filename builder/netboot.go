@@ -93,6 +93,9 @@ func writeBootTree(ctx context.Context, c *nixstore.Closure, dir string, o BootO
 		var store *ManifestStore
 		if o.NetStore != nil {
 			ir, store, err = writeNetStore(ctx, tmp, f, c, o)
+			if err == nil {
+				ir.Store = store
+			}
 		} else {
 			ir, err = WriteInitrd(ctx, f, c, o.InitrdOptions)
 		}
@@ -178,9 +181,10 @@ func Netboot(ctx context.Context, c *nixstore.Closure, dir string, o BootOptions
 		}
 		t.extra = func(tmp string, ir *InitrdResult) ([]string, error) {
 			// The UKI carries the tree's own kernel, initrd and command
-			// line (with --store-url: the stage-0 initrd and rdinit=).
+			// line (with --store-url: the stage-0 initrd and rdinit=, and
+			// for nbd:// the image's dm-verity root hash).
 			_, _, warnings, err := writeUKI(ctx, filepath.Join(tmp, netboot.UKIName), c,
-				filepath.Join(tmp, kernelName), filepath.Join(tmp, netboot.InitrdName), netStoreCmdline(o), *o.UKI)
+				filepath.Join(tmp, kernelName), filepath.Join(tmp, netboot.InitrdName), ukiNetStoreCmdline(o, ir.Store), *o.UKI)
 			if err != nil {
 				return nil, err
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/nbimg/nbimg/internal/atomicfile"
 	"github.com/nbimg/nbimg/internal/ioctx"
 	"github.com/nbimg/nbimg/nixstore"
+	"github.com/nbimg/nbimg/stage0"
 	"github.com/nbimg/nbimg/uki"
 )
 
@@ -28,6 +29,11 @@ type UKIOptions struct {
 	OSRelease string
 	// Signer, when set, signs the image for Secure Boot.
 	Signer *uki.Signer
+	// StoreImage is where UKI writes the store image when the store is
+	// served over the network (BootOptions.NetStore); "" puts
+	// nix-store.squashfs beside the UKI. Netboot and Pxe write it in
+	// their tree instead.
+	StoreImage string
 }
 
 // UKIResult describes a written UKI.
@@ -35,6 +41,9 @@ type UKIResult struct {
 	InitrdResult
 	Layout *uki.Layout
 	Stub   string // the stub used
+	// StoreImage is the store image's path when the store is served over
+	// the network (InitrdResult.Store describes it), else "".
+	StoreImage string
 }
 
 // ErrNoStub is wrapped by FindStub's errors.
@@ -174,22 +183,37 @@ func UKICmdline(c *nixstore.Closure, extra string) (string, error) {
 }
 
 // writeUKI writes the UKI of c to dst from the kernel and initrd files,
-// atomically, and returns its layout and warnings.
+// atomically, and returns its layout, the stub used and warnings.
 func writeUKI(ctx context.Context, dst string, c *nixstore.Closure, kernelPath, initrdPath, extra string, o UKIOptions) (*uki.Layout, string, []string, error) {
 	if c.Toplevel == nil {
 		return nil, "", nil, ErrNoToplevel
-	}
-	stubPath, err := FindStub(c, o.Stub)
-	if err != nil {
-		return nil, "", nil, err
 	}
 	line, err := UKICmdline(c, extra)
 	if err != nil {
 		return nil, "", nil, err
 	}
+	var lay *uki.Layout
+	var stub string
+	err = atomicfile.Create(dst, func(f *os.File) error {
+		var err error
+		lay, stub, err = writeUKITo(ctx, f, c, kernelPath, initrdPath, line, o)
+		return err
+	})
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("uki %s: %w", dst, err)
+	}
+	return lay, stub, ukiWarnings(dst, lay), nil
+}
+
+// writeUKITo writes the UKI of c into w with the command line line.
+func writeUKITo(ctx context.Context, w io.WriteSeeker, c *nixstore.Closure, kernelPath, initrdPath, line string, o UKIOptions) (*uki.Layout, string, error) {
+	stubPath, err := FindStub(c, o.Stub)
+	if err != nil {
+		return nil, "", err
+	}
 	osrel, err := osRelease(c, o.OSRelease)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
 	var files []*os.File
 	defer func() {
@@ -206,18 +230,18 @@ func writeUKI(ctx context.Context, dst string, c *nixstore.Closure, kernelPath, 
 	}
 	stub, stubSize, err := open("stub", stubPath)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
 	if err := checkStub(c, stubPath, stub, stubSize); err != nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
 	kernel, kernelSize, err := open("kernel", kernelPath)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
 	initrdFile, initrdSize, err := open("initrd", initrdPath)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
 	secs := []uki.Section{
 		{Name: uki.SectionOSRel, Size: int64(len(osrel)), Data: bytes.NewReader(osrel)},
@@ -228,21 +252,34 @@ func writeUKI(ctx context.Context, dst string, c *nixstore.Closure, kernelPath, 
 	if v := kernelRelease(c, kernel); v != "" {
 		secs = append(secs, uki.Section{Name: uki.SectionUname, Size: int64(len(v)), Data: strings.NewReader(v)})
 	}
-	var lay *uki.Layout
-	err = atomicfile.Create(dst, func(f *os.File) error {
-		var err error
-		lay, err = uki.Write(f, uki.Image{Stub: stub, StubSize: stubSize, Sections: secs, Signer: o.Signer})
-		return err
-	})
+	lay, err := uki.Write(w, uki.Image{Stub: stub, StubSize: stubSize, Sections: secs, Signer: o.Signer})
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("uki %s: %w", dst, err)
+		return nil, "", err
 	}
-	var warnings []string
-	if lay.Size > uki.LargeImage {
-		warnings = append(warnings, fmt.Sprintf("%s is %d MiB: UEFI firmware reads the whole image into memory before starting it and many fail on images over 1 GiB, and UEFI PXE/TFTP clients often fail on large files; keep the store out of the initrd (a smaller closure, or the store served over the network) for UEFI boots",
-			filepath.Base(dst), lay.Size>>20))
+	return lay, stubPath, nil
+}
+
+// ukiWarnings returns the warnings about a written UKI named dst.
+func ukiWarnings(dst string, lay *uki.Layout) []string {
+	if lay.Size <= uki.LargeImage {
+		return nil
 	}
-	return lay, stubPath, warnings, nil
+	return []string{fmt.Sprintf("%s is %d MiB: UEFI firmware reads the whole image into memory before starting it and many fail on images over 1 GiB, and UEFI PXE/TFTP clients often fail on large files; keep the store out of the initrd (nbimg uki --store-url, or a smaller closure) for UEFI boots",
+		filepath.Base(dst), lay.Size>>20)}
+}
+
+// ukiNetStoreCmdline is netStoreCmdline (rdinit= naming stage 0, then
+// o.Cmdline) with, for a store served over NBD, nbimg.roothash= pinning
+// the image's dm-verity root hash after rdinit=: a signed UKI's signature
+// then covers the hash on its command line too, and stage 0 refuses an
+// initrd whose configuration names another.
+func ukiNetStoreCmdline(o BootOptions, s *ManifestStore) string {
+	line := netStoreCmdline(o)
+	if o.NetStore == nil || s == nil || s.VerityRoot == "" || !strings.HasPrefix(s.URL, "nbd://") {
+		return line
+	}
+	first, rest, _ := strings.Cut(line, " ")
+	return strings.TrimSpace(first + " " + stage0.ParamRootHash + "=" + s.VerityRoot + " " + rest)
 }
 
 // UKI writes a Unified Kernel Image of c to file: the stub, c's os-release,
@@ -251,6 +288,14 @@ func writeUKI(ctx context.Context, dst string, c *nixstore.Closure, kernelPath, 
 // writes it) and the kernel (o.Kernel or the toplevel's), signed when
 // u.Signer is set. The initrd is built in a temporary file beside file;
 // file is replaced only when everything succeeded.
+//
+// With o.NetStore the store is served over the network instead: the
+// initrd is the base initrds plus the stage-0 segment, the command line
+// starts stage 0 (rdinit=) and, for nbd://, pins the image's dm-verity
+// root hash (nbimg.roothash=), and the store image (with its hash area) is
+// written to u.StoreImage (default: nix-store.squashfs beside file). The
+// image is renamed into place just before the UKI, so a UKI never names
+// an image that is not there; the result's Store describes it.
 func UKI(ctx context.Context, c *nixstore.Closure, file string, o BootOptions, u UKIOptions) (*UKIResult, error) {
 	top := c.Toplevel
 	if top == nil {
@@ -262,6 +307,8 @@ func UKI(ctx context.Context, c *nixstore.Closure, file string, o BootOptions, u
 	kernel := o.Kernel
 	if kernel == "" {
 		kernel = c.HostPath(top.Kernel)
+	} else if err := nixstore.CheckKernelFile(top.Arch, kernel); err != nil {
+		return nil, err
 	}
 	if len(o.Bases) == 0 {
 		o.Bases = []string{c.HostPath(top.Initrd)}
@@ -269,6 +316,12 @@ func UKI(ctx context.Context, c *nixstore.Closure, file string, o BootOptions, u
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, err
+	}
+	if o.NetStore != nil {
+		return ukiNetStore(ctx, c, abs, kernel, o, u)
+	}
+	if u.StoreImage != "" {
+		return nil, errors.New("builder: a store image file is written only when the store is served over the network (--store-url)")
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(abs), ".nbimg-uki-initrd-*")
 	if err != nil {
@@ -288,5 +341,55 @@ func UKI(ctx context.Context, c *nixstore.Closure, file string, o BootOptions, u
 	}
 	res := &UKIResult{InitrdResult: *ir, Layout: lay, Stub: stub}
 	res.Warnings = append(res.Warnings, warnings...)
+	return res, nil
+}
+
+// ukiNetStore is UKI with o.NetStore: the store image and the UKI, each
+// written under a temporary name beside its target; the image is renamed
+// first.
+func ukiNetStore(ctx context.Context, c *nixstore.Closure, abs, kernel string, o BootOptions, u UKIOptions) (*UKIResult, error) {
+	img := u.StoreImage
+	if img == "" {
+		img = filepath.Join(filepath.Dir(abs), StoreImageName)
+	}
+	img, err := filepath.Abs(img)
+	if err != nil {
+		return nil, err
+	}
+	if img == abs {
+		return nil, fmt.Errorf("builder: the store image and the UKI are both %s", abs)
+	}
+	res := &UKIResult{StoreImage: img}
+	err = atomicfile.Create(abs, func(ukiFile *os.File) error {
+		return atomicfile.CreateVia(img, func(tmp string) (string, error) {
+			initrdPath := filepath.Join(tmp, "initrd")
+			f, err := os.OpenFile(initrdPath, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return "", fmt.Errorf("initrd: %w", err)
+			}
+			ir, store, err := writeNetStore(ctx, tmp, f, c, o)
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("initrd: %w", cerr)
+			}
+			if err != nil {
+				return "", err
+			}
+			ir.Store = store
+			line, err := UKICmdline(c, ukiNetStoreCmdline(o, store))
+			if err != nil {
+				return "", err
+			}
+			lay, stub, err := writeUKITo(ctx, ukiFile, c, kernel, initrdPath, line, u)
+			if err != nil {
+				return "", fmt.Errorf("uki %s: %w", abs, err)
+			}
+			res.InitrdResult, res.Layout, res.Stub = *ir, lay, stub
+			return filepath.Join(tmp, StoreImageName), nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Warnings = append(res.Warnings, ukiWarnings(abs, res.Layout)...)
 	return res, nil
 }

@@ -59,6 +59,10 @@ const (
 	ParamURL    = "nbimg.url"    // another URL for the same image
 	ParamGiveUp = "nbimg.giveup" // seconds before giving up
 	ParamDebug  = "nbimg.debug"  // more console lines
+	// ParamRootHash pins the store image's dm-verity root hash (hex): a
+	// signed UKI's command line carries it, and stage 0 stops when the
+	// configuration names another.
+	ParamRootHash = "nbimg.roothash"
 )
 
 // Errors.
@@ -246,6 +250,8 @@ type Overrides struct {
 	URL    string
 	GiveUp *time.Duration
 	Debug  bool
+	// RootHash is ParamRootHash's value, lowercase hex.
+	RootHash string
 }
 
 // ParseCmdline reads the nbimg.* parameters of a kernel command line
@@ -273,6 +279,12 @@ func ParseCmdline(cmdline string) (Overrides, error) {
 			o.GiveUp = &d
 		case ParamDebug:
 			o.Debug = true
+		case ParamRootHash:
+			h, err := hex.DecodeString(v)
+			if err != nil || len(h) != 32 {
+				return o, fmt.Errorf("%w: %s=%q is not a sha256 root hash in hex", ErrConfig, ParamRootHash, v)
+			}
+			o.RootHash = hex.EncodeToString(h)
 		default:
 			if strings.HasPrefix(k, "nbimg.") {
 				return o, fmt.Errorf("%w: unknown kernel parameter %s", ErrConfig, k)
@@ -280,6 +292,21 @@ func ParseCmdline(cmdline string) (Overrides, error) {
 		}
 	}
 	return o, nil
+}
+
+// CheckRootHash returns an error when the command line pins a dm-verity
+// root hash (o.RootHash) and c's image does not have it.
+func (o Overrides) CheckRootHash(c *Config) error {
+	if o.RootHash == "" {
+		return nil
+	}
+	if c.Verity == nil {
+		return fmt.Errorf("%w: the command line pins the root hash %s but the configuration has no dm-verity parameters", ErrConfig, o.RootHash)
+	}
+	if !strings.EqualFold(c.Verity.RootHex, o.RootHash) {
+		return fmt.Errorf("%w: the command line pins the root hash %s but the initrd's configuration names %s: the UKI or initrd was changed", ErrConfig, o.RootHash, c.Verity.RootHex)
+	}
+	return nil
 }
 
 // Backoff returns the wait before attempt n (0-based): 1 s doubling to at

@@ -93,6 +93,9 @@ func Main(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := o.CheckRootHash(cfg); err != nil {
+		return err
+	}
 	if o.URL != "" {
 		cfg.URL = o.URL
 	}

@@ -58,7 +58,9 @@ func ukiFlagsSet(c *cli.Context) string {
 }
 
 func ukiCommand() *cli.Command {
-	flags := bootTreeFlags("the .cmdline section", ukiFlags()...)
+	flags := bootTreeFlags("the .cmdline section", append(ukiFlags(),
+		&cli.StringFlag{Name: "store-image", Usage: "with --store-url: write the store image the server serves to `FILE` (default: nix-store.squashfs beside the UKI)", TakesFile: true},
+	)...)
 	flags[0] = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "output `FILE` (e.g. nixos.efi)"}
 	return &cli.Command{
 		Name:      "uki",
@@ -72,6 +74,13 @@ func ukiCommand() *cli.Command {
 			"  .uname    the kernel release\n" +
 			"  .initrd   the system's initrd followed by the store image\n" +
 			"  .linux    the kernel\n\n" +
+			"With --store-url the store stays out of the UKI: .initrd is the system's\n" +
+			"initrd plus nbimg's small stage-0 segment, .cmdline starts stage 0\n" +
+			"(rdinit=/nbimg/stage0) and, for nbd://, pins the store image's dm-verity\n" +
+			"root hash (nbimg.roothash=), and the image itself (the squashfs with its\n" +
+			"hash tree appended) is written to --store-image, by default\n" +
+			"nix-store.squashfs beside FILE: serve that file at the URL (see\n" +
+			"examples/serving.md). The image lands first, then the UKI that names it.\n\n" +
 			"With --sign-key and --sign-cert the image carries an Authenticode signature\n" +
 			"(made in Go, no sbsign needed) covering all of it, command line included:\n" +
 			"with Secure Boot on, firmware that trusts the certificate boots exactly\n" +
@@ -80,7 +89,10 @@ func ukiCommand() *cli.Command {
 			"The same input and key give the same bytes.\n\n" +
 			"Examples:\n" +
 			"  nbimg uki -o nixos.efi --toplevel ./result\n" +
-			"  nbimg uki -o nixos.efi --toplevel ./result --sign-key db.key --sign-cert db.pem",
+			"  nbimg uki -o nixos.efi --toplevel ./result --sign-key db.key --sign-cert db.pem\n" +
+			"  nbimg uki -o /srv/tftp/nixos.efi --toplevel ./result --sign-key db.key --sign-cert db.pem \\\n" +
+			"      --store-url nbd://192.168.1.2/nixos --store-image /srv/nbd/nixos.squashfs\n" +
+			"    (then e.g. nbdkit -r file /srv/nbd/nixos.squashfs)",
 		Flags:  flags,
 		Action: runUKI,
 	}
@@ -97,6 +109,12 @@ func runUKI(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.IsSet("store-image") {
+		if o.NetStore == nil {
+			return usageErrorf("--store-image needs --store-url")
+		}
+		uo.StoreImage = c.String("store-image")
+	}
 	out := c.String("output")
 	res, err := builder.UKI(c.Context, cl, out, o, *uo)
 	u.Done()
@@ -111,5 +129,12 @@ func runUKI(c *cli.Context) error {
 	u.Infof("%s: UKI of %s (%s), %d store paths, initrd %s, stub %s, in %s",
 		out, humanBytes(res.Layout.Size), signed, len(cl.Paths), humanBytes(res.Initrd.Size), res.Stub,
 		time.Since(start).Round(100*time.Millisecond))
+	if s := res.Store; s != nil {
+		root := ""
+		if s.VerityRoot != "" {
+			root = ", dm-verity root hash " + s.VerityRoot
+		}
+		u.Infof("%s: store image of %s, serve it at %s%s", res.StoreImage, humanBytes(s.Size), s.URL, root)
+	}
 	return nil
 }
