@@ -29,8 +29,19 @@ type Signer struct {
 
 // NewSigner returns a Signer from a PEM private key (PKCS#8 "PRIVATE KEY"
 // or PKCS#1 "RSA PRIVATE KEY", unencrypted) and a PEM certificate, the
-// files sbsign and sbctl use.
+// files sbsign and sbctl use. An encrypted key is refused with
+// ErrEncryptedKey: see NewSignerPass.
 func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
+	return NewSignerPass(keyPEM, certPEM, nil)
+}
+
+// NewSignerPass is NewSigner for keys that may be encrypted with pass:
+// PKCS#8 "ENCRYPTED PRIVATE KEY" with PBES2 (PBKDF2 with HMAC-SHA-1 or
+// SHA-2, AES-CBC or DES-EDE3-CBC: what OpenSSL writes) or OpenSSL's
+// legacy "Proc-Type: 4,ENCRYPTED" PEM. A wrong passphrase is refused with
+// ErrPassphrase. pass is ignored for an unencrypted key; nil means none
+// was given.
+func NewSignerPass(keyPEM, certPEM, pass []byte) (*Signer, error) {
 	cb, _ := pem.Decode(certPEM)
 	if cb == nil || cb.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("%w: the certificate is not a PEM CERTIFICATE", ErrBadKey)
@@ -43,16 +54,9 @@ func NewSigner(keyPEM, certPEM []byte) (*Signer, error) {
 	if kb == nil {
 		return nil, fmt.Errorf("%w: the key is not PEM", ErrBadKey)
 	}
-	var key any
-	switch kb.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
-	case "ENCRYPTED PRIVATE KEY":
-		return nil, fmt.Errorf("%w: the key is encrypted: decrypt it first (openssl pkey -in KEY -out PLAIN.key) and keep the copy private", ErrBadKey)
-	default:
-		return nil, fmt.Errorf("%w: PEM block %q is not a private key", ErrBadKey, kb.Type)
+	key, err := privateKey(kb, pass)
+	if errors.Is(err, ErrEncryptedKey) || errors.Is(err, ErrPassphrase) || errors.Is(err, ErrBadKey) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: key: %v", ErrBadKey, err)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -18,8 +20,9 @@ func init() { registerCommand(ukiCommand) }
 func ukiFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "stub", Usage: "systemd's EFI stub `FILE` (default: Debian's systemd-boot-efi, then the toplevel's systemd)", TakesFile: true},
-		&cli.StringFlag{Name: "sign-key", Usage: "sign for Secure Boot with this PEM private `KEY` (unencrypted RSA; needs --sign-cert)", TakesFile: true},
+		&cli.StringFlag{Name: "sign-key", Usage: "sign for Secure Boot with this PEM private `KEY` (RSA; needs --sign-cert; if encrypted, its passphrase comes from --sign-key-pass-file or $" + signKeyPassEnv + ")", TakesFile: true},
 		&cli.StringFlag{Name: "sign-cert", Usage: "PEM `CERT`ificate of --sign-key", TakesFile: true},
+		&cli.StringFlag{Name: "sign-key-pass-file", Usage: "read the passphrase of an encrypted --sign-key from the first line of `FILE`", TakesFile: true},
 		&cli.StringFlag{Name: "os-release", Usage: "os-release `FILE` for the .osrel section (default: the toplevel's etc/os-release)", TakesFile: true},
 	}
 }
@@ -31,20 +34,63 @@ func ukiOptionsFromFlags(c *cli.Context) (*builder.UKIOptions, error) {
 	if (key == "") != (cert == "") {
 		return nil, usageErrorf("--sign-key and --sign-cert go together")
 	}
-	if key != "" {
-		k, err := os.ReadFile(key)
-		if err != nil {
-			return nil, fmt.Errorf("--sign-key: %w", err)
+	if key == "" {
+		if c.IsSet("sign-key-pass-file") {
+			return nil, usageErrorf("--sign-key-pass-file needs --sign-key")
 		}
-		crt, err := os.ReadFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("--sign-cert: %w", err)
-		}
-		if o.Signer, err = uki.NewSigner(k, crt); err != nil {
-			return nil, err
-		}
+		return o, nil
+	}
+	k, err := os.ReadFile(key)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key: %w", err)
+	}
+	crt, err := os.ReadFile(cert)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-cert: %w", err)
+	}
+	pass, err := signKeyPass(c)
+	if err != nil {
+		return nil, err
+	}
+	o.Signer, err = uki.NewSignerPass(k, crt, pass)
+	switch {
+	case errors.Is(err, uki.ErrEncryptedKey):
+		return nil, fmt.Errorf("--sign-key %s is encrypted: give its passphrase with --sign-key-pass-file FILE or $%s, or decrypt it (openssl pkey -in %s -out PLAIN.key) and keep the copy private", key, signKeyPassEnv, key)
+	case errors.Is(err, uki.ErrPassphrase):
+		return nil, fmt.Errorf("--sign-key %s: the passphrase (from %s) does not decrypt it", key, passSource(c))
+	case err != nil:
+		return nil, fmt.Errorf("--sign-key %s, --sign-cert %s: %w", key, cert, err)
 	}
 	return o, nil
+}
+
+// signKeyPassEnv holds the passphrase of an encrypted --sign-key.
+const signKeyPassEnv = "NBIMG_SIGN_KEY_PASS"
+
+// signKeyPass returns the passphrase of --sign-key: the first line of
+// --sign-key-pass-file (without its line end), else $NBIMG_SIGN_KEY_PASS
+// when set, else nil.
+func signKeyPass(c *cli.Context) ([]byte, error) {
+	if p := c.String("sign-key-pass-file"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("--sign-key-pass-file: %w", err)
+		}
+		line, _, _ := bytes.Cut(b, []byte("\n"))
+		return bytes.TrimSuffix(line, []byte("\r")), nil
+	}
+	if v, ok := os.LookupEnv(signKeyPassEnv); ok {
+		return []byte(v), nil
+	}
+	return nil, nil
+}
+
+// passSource names where signKeyPass took the passphrase.
+func passSource(c *cli.Context) string {
+	if p := c.String("sign-key-pass-file"); p != "" {
+		return "--sign-key-pass-file " + p
+	}
+	return "$" + signKeyPassEnv
 }
 
 // ukiFlagsSet reports whether any flag of ukiFlags was given.
@@ -84,12 +130,17 @@ func ukiCommand() *cli.Command {
 			"With --sign-key and --sign-cert the image carries an Authenticode signature\n" +
 			"(made in Go, no sbsign needed) covering all of it, command line included:\n" +
 			"with Secure Boot on, firmware that trusts the certificate boots exactly\n" +
-			"this kernel, initrd, store and command line. The stub's architecture\n" +
-			"follows the system's (x86_64: linuxx64.efi.stub, aarch64: linuxaa64.efi.stub).\n" +
+			"this kernel, initrd, store and command line. An encrypted key (PKCS#8\n" +
+			"\"ENCRYPTED PRIVATE KEY\" with PBES2, or OpenSSL's legacy encrypted PEM)\n" +
+			"is read with the passphrase in --sign-key-pass-file or $NBIMG_SIGN_KEY_PASS.\n" +
+			"The stub's architecture follows the system's (x86_64: linuxx64.efi.stub,\n" +
+			"aarch64: linuxaa64.efi.stub).\n" +
 			"The same input and key give the same bytes.\n\n" +
 			"Examples:\n" +
 			"  nbimg uki -o nixos.efi --toplevel ./result\n" +
 			"  nbimg uki -o nixos.efi --toplevel ./result --sign-key db.key --sign-cert db.pem\n" +
+			"  nbimg uki -o nixos.efi --toplevel ./result --sign-key PkKek-1-snakeoil.key \\\n" +
+			"      --sign-cert PkKek-1-snakeoil.pem --sign-key-pass-file ./passphrase\n" +
 			"  nbimg uki -o /srv/tftp/nixos.efi --toplevel ./result --sign-key db.key --sign-cert db.pem \\\n" +
 			"      --store-url nbd://192.168.1.2/nixos --store-image /srv/nbd/nixos.squashfs\n" +
 			"    (then e.g. nbdkit -r file /srv/nbd/nixos.squashfs)",

@@ -57,7 +57,9 @@ func TestUKIStoreURLFlags(t *testing.T) {
 }
 
 // TestUKIStoreURL builds `nbimg uki --store-url nbd://...` signed with the
-// snakeoil key, and `nbimg netboot --uki` with the same inputs: the two
+// encrypted snakeoil key (its passphrase from --sign-key-pass-file), and
+// `nbimg netboot --uki` with the same inputs (the passphrase from
+// $NBIMG_SIGN_KEY_PASS): the two
 // UKIs and store images are the same bytes; sbverify accepts the UKI; its
 // .initrd is the tree's small stage-0 initrd; its .cmdline starts stage 0
 // and carries the root hash that veritysetup accepts for the image; the
@@ -68,15 +70,26 @@ func TestUKIStoreURL(t *testing.T) {
 	}
 	f := testutil.LoadFixture(t)
 	ukitest.Stub(t)
-	key, cert := ukitest.Snakeoil(t)
+	// The encrypted snakeoil key, its passphrase from the environment
+	// for netboot --uki and from a file for uki.
+	testutil.File(t, ukitest.SnakeoilKey, "ovmf")
+	cert := ukitest.SnakeoilCert
+	passFile := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(passFile, []byte(ukitest.SnakeoilPass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	stage0 := stage0File(t)
 	url := fmt.Sprintf("nbd://%s:%d/store", qemu.GuestHost, 10809)
-	common := []string{"--store-url", url, "--stage0", stage0, "--sign-key", key, "--sign-cert", cert}
+	common := []string{"--store-url", url, "--stage0", stage0, "--sign-key", ukitest.SnakeoilKey, "--sign-cert", cert}
 
+	t.Setenv("NBIMG_SIGN_KEY_PASS", ukitest.SnakeoilPass)
 	tree := buildNetboot(t, f, append([]string{"--uki"}, common...)...)
 	m := checkStoreURLTree(t, tree, url)
+	if err := os.Unsetenv("NBIMG_SIGN_KEY_PASS"); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(t.TempDir(), "nixos.efi")
-	buildUKI(t, f, out, common...)
+	buildUKI(t, f, out, append(common, "--sign-key-pass-file", passFile)...)
 	img := filepath.Join(filepath.Dir(out), builder.StoreImageName)
 
 	for _, pair := range [][2]string{{out, filepath.Join(tree, "nixos.efi")}, {img, filepath.Join(tree, builder.StoreImageName)}} {

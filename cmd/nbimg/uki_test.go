@@ -88,13 +88,19 @@ func TestUKIErrors(t *testing.T) {
 	key, cert := ukitest.Snakeoil(t)
 	out := filepath.Join(t.TempDir(), "x.efi")
 	base := []string{"--quiet", "uki", "-o", out, "--toplevel", f.Toplevel, "--closure", f.ClosureDir}
+	wrongPass := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrongPass, []byte("not snakeoil\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
 		{[]string{"--sign-key", key}, exitUsage, "go together"},
-		{[]string{"--sign-key", ukitest.SnakeoilKey, "--sign-cert", cert}, exitFailure, "encrypted"},
+		{[]string{"--sign-key", ukitest.SnakeoilKey, "--sign-cert", cert}, exitFailure, "--sign-key " + ukitest.SnakeoilKey + " is encrypted: give its passphrase with --sign-key-pass-file"},
+		{[]string{"--sign-key", ukitest.SnakeoilKey, "--sign-cert", cert, "--sign-key-pass-file", wrongPass}, exitFailure, "the passphrase (from --sign-key-pass-file " + wrongPass + ") does not decrypt it"},
+		{[]string{"--sign-key-pass-file", wrongPass}, exitUsage, "needs --sign-key"},
 		{[]string{"--sign-key", cert, "--sign-cert", cert}, exitFailure, "not a private key"},
 		{[]string{"--stub", filepath.Join(t.TempDir(), "none")}, exitFailure, "stub"},
 		{[]string{"--stub", f.Init}, exitFailure, "stub"},
