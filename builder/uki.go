@@ -62,6 +62,20 @@ func stubName(system string) (string, uint16, error) {
 	return "", 0, fmt.Errorf("%w: nbimg knows the stubs of x86_64 and aarch64 systems, not %s: pass --stub", ErrNoStub, system)
 }
 
+// stubSystem returns the system whose stub c's UKI needs: the toplevel's
+// detected architecture (its `system` file, else its kernel's header; see
+// nixstore.DetectArch), else its `system` file, else "" (x86-64).
+func stubSystem(c *nixstore.Closure) string {
+	switch t := c.Toplevel; {
+	case t == nil:
+		return ""
+	case t.Arch != "":
+		return t.Arch.System()
+	default:
+		return t.System
+	}
+}
+
 // DebianStubDir is where Debian's systemd-boot-efi installs the stubs.
 const DebianStubDir = "/usr/lib/systemd/boot/efi"
 
@@ -71,10 +85,7 @@ func FindStub(c *nixstore.Closure, stub string) (string, error) {
 	if stub != "" {
 		return stub, nil
 	}
-	system := ""
-	if c.Toplevel != nil {
-		system = c.Toplevel.System
-	}
+	system := stubSystem(c)
 	name, _, err := stubName(system)
 	if err != nil {
 		return "", err
@@ -102,10 +113,7 @@ func checkStub(c *nixstore.Closure, path string, r io.ReaderAt, size int64) erro
 	if err != nil {
 		return fmt.Errorf("stub %s: %w", path, err)
 	}
-	system := ""
-	if c.Toplevel != nil {
-		system = c.Toplevel.System
-	}
+	system := stubSystem(c)
 	if _, machine, err := stubName(system); err == nil && p.Machine != machine {
 		return fmt.Errorf("%w: %s is an %s stub, the system is %s", ErrNoStub, path, p.MachineName(), system)
 	}

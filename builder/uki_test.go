@@ -204,3 +204,28 @@ func TestPXEUEFI(t *testing.T) {
 		}
 	})
 }
+
+// TestStubByArch: the stub follows the toplevel's detected architecture
+// (here without a `system` file, as when it came from the kernel's
+// header): an aarch64 system wants linuxaa64.efi.stub and refuses the
+// x86-64 one.
+func TestStubByArch(t *testing.T) {
+	x64 := ukitest.Stub(t)
+	top := &nixstore.Toplevel{Path: "/nix/store/00000000000000000000000000000000-nixos-system-a", Arch: nixstore.ArchAArch64}
+	c := &nixstore.Closure{Toplevel: top, StoreRoot: t.TempDir()}
+	p, err := builder.FindStub(c, "")
+	if err == nil && !strings.HasSuffix(p, "/linuxaa64.efi.stub") {
+		t.Errorf("FindStub for aarch64: %s", p)
+	}
+	if err != nil && !strings.Contains(err.Error(), "linuxaa64.efi.stub") {
+		t.Errorf("FindStub for aarch64: %v; want the arm64 stub named", err)
+	}
+	if _, err := builder.ValidStub(c, x64); err == nil || !strings.Contains(err.Error(), "aarch64-linux") {
+		t.Errorf("the x86-64 stub for an aarch64 system: %v; want it refused naming aarch64-linux", err)
+	}
+	top.Arch = nixstore.ArchX86_64
+	top.System = "aarch64-linux" // Arch decides, as ReadToplevel sets it
+	if _, err := builder.ValidStub(c, x64); err != nil {
+		t.Errorf("the x86-64 stub for an x86_64 system: %v", err)
+	}
+}

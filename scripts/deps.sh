@@ -22,6 +22,8 @@ packages=(
 	iproute2
 	# aarch64 guests
 	qemu-system-arm qemu-efi-aarch64
+	# arm64 UKIs: objdump/objcopy that read PE files for aarch64 (pei-aarch64-little)
+	binutils-aarch64-linux-gnu
 	# the closureInfo oracle's builder (internal/check/closureinfo.nix)
 	jq
 	# binary-cache QEMU acceptance: the client's ext4 disk (mkfs.ext4)

@@ -90,13 +90,35 @@ type ObjSection struct {
 	Flags      string // CONTENTS, ALLOC, LOAD, READONLY, CODE, DATA...
 }
 
-// Objdump returns the sections of a PE file as `objdump -h` lists them.
+// Binutils names the binutils programs that read the PE files of one
+// architecture: the host's binutils read x86-64 PE files only; arm64 PE
+// files (pei-aarch64-little) need the aarch64 cross binutils.
+type Binutils struct {
+	Objdump, Objcopy string
+	Package          string // the Debian package holding them
+}
+
+// The binutils for x86-64 and arm64 UKIs.
+var (
+	BinutilsX64  = Binutils{Objdump: "objdump", Objcopy: "objcopy", Package: "binutils"}
+	BinutilsAA64 = Binutils{Objdump: "aarch64-linux-gnu-objdump", Objcopy: "aarch64-linux-gnu-objcopy", Package: "binutils-aarch64-linux-gnu"}
+)
+
+// Objdump returns the sections of an x86-64 PE file as `objdump -h` lists
+// them.
 func Objdump(t testing.TB, file string) []ObjSection {
 	t.Helper()
-	bin := testutil.Tool(t, "objdump", "binutils")
+	return BinutilsX64.Sections(t, file)
+}
+
+// Sections returns the sections of a PE file as b's `objdump -h` lists
+// them.
+func (b Binutils) Sections(t testing.TB, file string) []ObjSection {
+	t.Helper()
+	bin := testutil.Tool(t, b.Objdump, b.Package)
 	out, err := exec.Command(bin, "-h", file).CombinedOutput()
 	if err != nil {
-		t.Fatalf("objdump -h %s: %v\n%s", file, err, out)
+		t.Fatalf("%s -h %s: %v\n%s", b.Objdump, file, err, out)
 	}
 	var secs []ObjSection
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
@@ -132,23 +154,30 @@ func Objdump(t testing.TB, file string) []ObjSection {
 	return secs
 }
 
-// DumpSection returns the bytes of section name as `objcopy
-// --dump-section` extracts them.
+// DumpSection returns the bytes of section name of an x86-64 PE file as
+// `objcopy --dump-section` extracts them.
 func DumpSection(t testing.TB, file, name string) []byte {
 	t.Helper()
-	bin := testutil.Tool(t, "objcopy", "binutils")
+	return BinutilsX64.Section(t, file, name)
+}
+
+// Section returns the bytes of section name as b's `objcopy
+// --dump-section` extracts them.
+func (b Binutils) Section(t testing.TB, file, name string) []byte {
+	t.Helper()
+	bin := testutil.Tool(t, b.Objcopy, b.Package)
 	dir := t.TempDir()
 	dst := filepath.Join(dir, strings.TrimPrefix(name, "."))
 	// objcopy writes an output file too: keep it out of the way.
 	out, err := exec.Command(bin, "--dump-section", name+"="+dst, file, filepath.Join(dir, "copy.efi")).CombinedOutput()
 	if err != nil {
-		t.Fatalf("objcopy --dump-section %s: %v\n%s", name, err, out)
+		t.Fatalf("%s --dump-section %s: %v\n%s", b.Objcopy, name, err, out)
 	}
-	b, err := os.ReadFile(dst)
+	data, err := os.ReadFile(dst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return data
 }
 
 // String describes s for test messages.
