@@ -183,7 +183,7 @@ func runUKI(c *cli.Context) error {
 	if s := res.Store; s != nil {
 		root := ""
 		if s.VerityRoot != "" {
-			root = ", dm-verity root hash " + s.VerityRoot
+			root = fmt.Sprintf(", dm-verity root hash %s (hash area at byte %d)", s.VerityRoot, s.DataSize)
 		}
 		u.Infof("%s: store image of %s, serve it at %s%s", res.StoreImage, humanBytes(s.Size), s.URL, root)
 	}
