@@ -22,5 +22,9 @@
 // Limits: PE32 and PE32+ stubs (x86, x86-64, arm64...); a signed stub is
 // refused (ukify does the same); every section and the whole image must
 // stay under 4 GiB, the PE format's limit, and firmware usually refuses far
-// less (see LargeImage). Only RSA keys sign.
+// less (see LargeImage). Only RSA keys sign. Keys are PEM: PKCS#8 or
+// PKCS#1, plain or encrypted with a passphrase (NewSignerPass: PKCS#8
+// PBES2 with PBKDF2 and AES-CBC or DES-EDE3-CBC, or OpenSSL's legacy
+// encrypted PEM); scrypt and PBES1 keys are refused with the openssl
+// command that converts them.
 package uki
