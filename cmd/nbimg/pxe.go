@@ -212,6 +212,9 @@ func runPXE(c *cli.Context) error {
 			return usageErrorf("--binary-cache: %v", err)
 		}
 	}
+	if c.String("store-url") != "" && opts.Substitute != nil {
+		return usageErrorf("pxe: --store-url and --binary-cache do not go together: the store comes from one or the other")
+	}
 	u := newUI(c)
 	if opts.InitrdOptions, err = storeImageOptionsFromFlags(c, u); err != nil {
 		return err
@@ -227,9 +230,7 @@ func runPXE(c *cli.Context) error {
 	if opts.NetStores, err = pxeNetStores(c, u, systems); err != nil {
 		return err
 	}
-	if opts.NetStores != nil && opts.Substitute != nil {
-		return usageErrorf("pxe: --store-url and --binary-cache do not go together")
-	}
+
 	u.Debugf("store image: %s", opts.Image.Settings().Description)
 	opts.ToolVersion = appVersion()
 	opts.Timings = c.Bool("timings")
