@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -111,7 +112,8 @@ var ErrDuplicateSystem = errors.New("builder: the same system is given twice")
 var ErrPXEArch = errors.New("builder: no PXE client of this tree can boot the system")
 
 // PXEStoreURL returns the store URL of the system whose files are in
-// tftp/<dir>/ of a tree written with base as its store URL (--store-url):
+// tftp/<dir>/ of a tree written with base as its store URL (--store-url),
+// dir escaped as a URL path element:
 //
 //	http(s)://HOST/PATH         http(s)://HOST/PATH/<dir>/nix-store.squashfs:
 //	                            serve the tree's tftp directory at the base
@@ -125,14 +127,17 @@ func PXEStoreURL(base, dir string) (string, error) {
 	if strings.ContainsAny(base, "?#") {
 		return "", fmt.Errorf("builder: store URL %q: a PXE tree's store URL is the base of every system's and takes no query or fragment", base)
 	}
-	if dir == "" || strings.ContainsAny(dir, "/?#% \t\n") {
+	if dir == "" || dir == "." || dir == ".." || strings.Contains(dir, "/") {
 		return "", fmt.Errorf("builder: store URL: %q is not a system directory name", dir)
 	}
-	b := strings.TrimRight(base, "/") + "/" + dir
-	if u.Scheme == "nbd" {
-		return b, nil
+	b := strings.TrimRight(base, "/") + "/" + url.PathEscape(dir)
+	if u.Scheme != "nbd" {
+		b += "/" + StoreImageName
 	}
-	return b + "/" + StoreImageName, nil
+	if _, err := stage0.ParseURL(b); err != nil {
+		return "", err
+	}
+	return b, nil
 }
 
 // pxeSystem is one system of a PXE tree as PXE plans it.
