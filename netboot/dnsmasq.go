@@ -150,8 +150,11 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	fmt.Fprintf(&b, "tftp-root=%s\n", root)
 	if len(ranges) == 0 {
 		first := boot
-		if d.NoBIOS {
-			first = d.EFIx64 + d.EFIArm64 // one of them
+		switch {
+		case d.NoBIOS && d.EFIx64 != "":
+			first = d.EFIx64
+		case d.NoBIOS:
+			first = d.EFIArm64
 		}
 		b.WriteString("\n# No --proxy-net given: TFTP only. Point your DHCP server at this host\n")
 		fmt.Fprintf(&b, "# (next-server) with the boot file %s.\n", first)

@@ -93,6 +93,13 @@ func TestDnsmasqNoBIOS(t *testing.T) {
 	if !strings.Contains(conf, "\npxe-service=ARM64_EFI,\"Network boot\",a/nixos.efi\n") || !strings.Contains(conf, "boot file a/nixos.efi.") {
 		t.Errorf("arm64 UEFI clients are not given a/nixos.efi:\n%s", conf)
 	}
+	b, err = Dnsmasq{TFTPRoot: "/t", NoBIOS: true, EFIx64: "x/nixos.efi", EFIArm64: "a/nixos.efi"}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "with the boot file x/nixos.efi.\n") {
+		t.Errorf("the TFTP-only note does not name one boot file:\n%s", b)
+	}
 }
 
 func TestDnsmasqUEFIRejects(t *testing.T) {
