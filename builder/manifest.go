@@ -28,6 +28,8 @@ type Manifest struct {
 	// Entries describe each system of a command that writes several (pxe:
 	// one per menu entry, the first being Inputs' system).
 	Entries []ManifestEntry `json:"entries,omitempty"`
+	// Clients says which boot file each kind of PXE client gets (pxe).
+	Clients []ManifestClient `json:"clients,omitempty"`
 	// Pi describes a Raspberry Pi network image (pi-netimage).
 	Pi *ManifestPi `json:"pi,omitempty"`
 	// Store describes the store image served over the network
@@ -83,6 +85,27 @@ type ManifestEntry struct {
 	NarSize    uint64 `json:"nar_size"`       // their total NAR size
 	MkfsTime   int64  `json:"mkfs_time"`      // its store image's time, Unix seconds
 	Cmdline    string `json:"kernel_cmdline"` // what the menus pass (pxelinux adds initrd=)
+	// Arch is the system's architecture (x86_64 or aarch64): which
+	// clients can run it.
+	Arch string `json:"arch,omitempty"`
+	// Kernel, Initrd and UKI are its files, relative to the output
+	// directory (UKI only when one was written).
+	Kernel string `json:"kernel,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	UKI    string `json:"uki,omitempty"`
+	// Store describes its store image when served over the network
+	// (--store-url); File is then relative to the output directory.
+	Store *ManifestStore `json:"store,omitempty"`
+}
+
+// ManifestClient says which file a PXE tree gives one kind of network boot
+// client.
+type ManifestClient struct {
+	Client     string `json:"client"`      // bios, x86_64-efi or aarch64-efi
+	ClientArch []int  `json:"client_arch"` // DHCP option 93 values
+	Arch       string `json:"arch"`        // the architecture of what it boots
+	BootFile   string `json:"boot_file"`   // relative to the output directory
+	Entry      string `json:"entry,omitempty"`
 }
 
 // ManifestInputs describes the closure and the system.

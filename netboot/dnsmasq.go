@@ -29,6 +29,10 @@ type Dnsmasq struct {
 	BootFile string
 	// MenuText names the boot service in the client's PXE menu.
 	MenuText string
+	// NoBIOS leaves BIOS clients (client architecture 0) unanswered: a
+	// tree without an x86 system has nothing they can run. It needs a
+	// UEFI boot file.
+	NoBIOS bool
 
 	// EFIx64 is the file x86-64 UEFI clients (client architecture 7 and
 	// 9) load, relative to TFTPRoot: iPXE's EFI build (IPXEEFIName) or a
@@ -121,6 +125,9 @@ func (d Dnsmasq) Config() ([]byte, error) {
 			return nil, fmt.Errorf("%w: an HTTP base URL needs a UEFI boot file", ErrBadDnsmasq)
 		}
 	}
+	if d.NoBIOS && d.EFIx64 == "" && d.EFIArm64 == "" {
+		return nil, fmt.Errorf("%w: no boot file for any client", ErrBadDnsmasq)
+	}
 	if d.IPXEScript != "" && d.EFIx64 == "" {
 		return nil, fmt.Errorf("%w: an iPXE script needs a UEFI boot file that chains it", ErrBadDnsmasq)
 	}
@@ -142,8 +149,15 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	b.WriteString("\nenable-tftp\n")
 	fmt.Fprintf(&b, "tftp-root=%s\n", root)
 	if len(ranges) == 0 {
+		first := boot
+		switch {
+		case d.NoBIOS && d.EFIx64 != "":
+			first = d.EFIx64
+		case d.NoBIOS:
+			first = d.EFIArm64
+		}
 		b.WriteString("\n# No --proxy-net given: TFTP only. Point your DHCP server at this host\n")
-		fmt.Fprintf(&b, "# (next-server) with the boot file %s.\n", boot)
+		fmt.Fprintf(&b, "# (next-server) with the boot file %s.\n", first)
 	} else {
 		b.WriteString("\n# Proxy DHCP on these networks.\n")
 		for _, r := range ranges {
@@ -152,8 +166,12 @@ func (d Dnsmasq) Config() ([]byte, error) {
 	}
 	// dnsmasq adds PXE's ".0" to a name without one.
 	service := strings.TrimSuffix(boot, ".0")
-	fmt.Fprintf(&b, "\n# BIOS PXE clients load %s (one service: no PXE menu).\n", boot)
-	fmt.Fprintf(&b, "pxe-service=x86PC,%s,%s\n", quotedText, service)
+	if d.NoBIOS {
+		b.WriteString("\n# No x86 system: BIOS PXE clients get no answer.\n")
+	} else {
+		fmt.Fprintf(&b, "\n# BIOS PXE clients load %s (one service: no PXE menu).\n", boot)
+		fmt.Fprintf(&b, "pxe-service=x86PC,%s,%s\n", quotedText, service)
+	}
 	if d.EFIx64 == "" && d.EFIArm64 == "" {
 		return []byte(b.String()), nil
 	}

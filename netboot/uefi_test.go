@@ -23,6 +23,8 @@ var uefiConfigs = []struct {
 		EFIx64: "x/" + UKIName, EFIArm64: "arm64/" + UKIName}},
 	{"uefi-http", Dnsmasq{TFTPRoot: "/srv/pxe/tftp", EFIx64: IPXEEFIName, IPXEScript: MenuName,
 		EFIArm64: "arm64/nixos.efi", HTTPBase: "http://192.168.1.2:8080/tftp"}},
+	{"uefi-arm64-only", Dnsmasq{TFTPRoot: "/srv/pxe/tftp", ProxyNets: []string{"192.168.1.0/24"}, NoBIOS: true,
+		EFIArm64: "arm64/" + UKIName}},
 }
 
 func TestDnsmasqUEFIGolden(t *testing.T) {
@@ -77,6 +79,29 @@ func TestDnsmasqUEFIShape(t *testing.T) {
 	}
 }
 
+// TestDnsmasqNoBIOS: without BIOS clients the configuration offers
+// pxelinux to nobody and still answers arm64 UEFI.
+func TestDnsmasqNoBIOS(t *testing.T) {
+	b, err := Dnsmasq{TFTPRoot: "/t", NoBIOS: true, EFIArm64: "a/nixos.efi"}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	if strings.Contains(conf, "x86PC") || strings.Contains(conf, "pxe-service=BC_EFI") || strings.Contains(conf, "pxe-service=x86-64_EFI") {
+		t.Errorf("answers x86 clients:\n%s", conf)
+	}
+	if !strings.Contains(conf, "\npxe-service=ARM64_EFI,\"Network boot\",a/nixos.efi\n") || !strings.Contains(conf, "boot file a/nixos.efi.") {
+		t.Errorf("arm64 UEFI clients are not given a/nixos.efi:\n%s", conf)
+	}
+	b, err = Dnsmasq{TFTPRoot: "/t", NoBIOS: true, EFIx64: "x/nixos.efi", EFIArm64: "a/nixos.efi"}.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "with the boot file x/nixos.efi.\n") {
+		t.Errorf("the TFTP-only note does not name one boot file:\n%s", b)
+	}
+}
+
 func TestDnsmasqUEFIRejects(t *testing.T) {
 	for _, d := range []Dnsmasq{
 		{TFTPRoot: "/t", EFIx64: "a,b.efi"},
@@ -88,6 +113,7 @@ func TestDnsmasqUEFIRejects(t *testing.T) {
 		{TFTPRoot: "/t", HTTPBase: "http://h/"},
 		{TFTPRoot: "/t", EFIx64: "a.efi", HTTPBase: "ftp://h/"},
 		{TFTPRoot: "/t", EFIx64: "a.efi", HTTPBase: "/relative"},
+		{TFTPRoot: "/t", NoBIOS: true},
 	} {
 		if _, err := d.Config(); !errors.Is(err, ErrBadDnsmasq) {
 			t.Errorf("%+v: err = %v, want ErrBadDnsmasq", d, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/cmdline"
 	"github.com/nbimg/nbimg/netboot"
+	"github.com/nbimg/nbimg/nixstore"
 	"github.com/urfave/cli/v2"
 )
 
@@ -49,21 +50,43 @@ func pxeCommand() *cli.Command {
 			"  DIR/tftp/                  what the TFTP server serves:\n" +
 			"    pxelinux.0, ldlinux.c32, menu.c32, libutil.c32   from --syslinux, or Debian's\n" +
 			"                             pxelinux and syslinux-common packages\n" +
-			"    pxelinux.cfg/default     menu: one entry per --toplevel, the first boots\n" +
-			"                             by itself after --menu-timeout seconds\n" +
-			"    <toplevel>/bzImage       each system's kernel\n" +
+			"    pxelinux.cfg/default     menu: one entry per x86_64 --toplevel, the first\n" +
+			"                             boots by itself after --menu-timeout seconds\n" +
+			"    <toplevel>/bzImage       each system's kernel (Image for an aarch64 system)\n" +
 			"    <toplevel>/initrd        its initrd followed by its store image\n" +
 			"  DIR/boot.ipxe              the same menu for iPXE (files under tftp/)\n" +
 			"  DIR/dnsmasq.conf           TFTP from DIR/tftp and proxy DHCP on each --proxy-net\n" +
 			"                             (dnsmasq -d -C DIR/dnsmasq.conf, as root)\n" +
-			"  DIR/manifest.json          inputs, settings, entries, size and sha256 of each file\n\n" +
+			"  DIR/manifest.json          inputs, settings, each system's architecture and\n" +
+			"                             files, each client kind's boot file, size and\n" +
+			"                             sha256 of each file\n\n" +
 			"UEFI clients (--uefi): dnsmasq.conf picks the boot file by the client's\n" +
-			"architecture (DHCP option 93). With --uefi ipxe, x86-64 UEFI loads\n" +
-			"tftp/ipxe.efi (iPXE's EFI build, from --ipxe or Debian's ipxe package),\n" +
-			"which asks again as iPXE and gets tftp/boot.ipxe, the menu with files\n" +
-			"beside it. With --uefi uki, every system also gets tftp/<toplevel>/nixos.efi\n" +
-			"(see nbimg uki; --sign-key signs them) and x86-64 UEFI loads the first one.\n" +
-			"--http-base URL adds UEFI HTTP boot answers for the same files under URL.\n\n" +
+			"architecture (DHCP option 93: 0 BIOS, 7 and 9 x86-64 UEFI, 11 arm64 UEFI).\n" +
+			"With --uefi ipxe, x86-64 UEFI loads tftp/ipxe.efi (iPXE's EFI build, from\n" +
+			"--ipxe or Debian's ipxe package), which asks again as iPXE and gets\n" +
+			"tftp/boot.ipxe, the menu with files beside it. With --uefi uki, every\n" +
+			"system also gets tftp/<toplevel>/nixos.efi (see nbimg uki; --sign-key signs\n" +
+			"them): x86-64 UEFI loads the first x86_64 system's, arm64 UEFI the first\n" +
+			"aarch64 system's. --http-base URL adds UEFI HTTP boot answers for the same\n" +
+			"files under URL.\n\n" +
+			"Architectures: BIOS clients, pxelinux and the iPXE menus get the x86_64\n" +
+			"systems only; aarch64 systems boot as UKIs on arm64 UEFI clients and need\n" +
+			"--uefi uki (Debian ships no arm64 iPXE). A tree of aarch64 systems alone has\n" +
+			"no pxelinux files and leaves BIOS clients unanswered. The UKI stub follows\n" +
+			"each system's architecture; --stub serves the systems of its own\n" +
+			"architecture, the others get the default stub.\n\n" +
+			"--store-url BASE serves each system's store over the network instead of in\n" +
+			"its initrd (as nbimg netboot --store-url does): its initrd is the toplevel's\n" +
+			"followed by the small stage-0 segment, its command line starts with\n" +
+			"rdinit=/nbimg/stage0, and its image is tftp/<toplevel>/nix-store.squashfs.\n" +
+			"BASE is the base of every system's URL:\n" +
+			"  http(s)://HOST/PATH   system at http(s)://HOST/PATH/<toplevel>/nix-store.squashfs:\n" +
+			"                        serve DIR/tftp at BASE (python3 -m http.server\n" +
+			"                        --directory DIR/tftp 8000, with BASE http://SERVER:8000)\n" +
+			"  nbd://HOST[:PORT][/P] system at nbd://HOST[:PORT]/[P/]<toplevel>: one export\n" +
+			"                        per system, named after its directory (nbd-server\n" +
+			"                        sections; nbdkit's file plugin for a single system)\n" +
+			"manifest.json gives each entry's URL, image, size and dm-verity root hash.\n\n" +
 			"Each entry's command line is init=<toplevel>/init <kernel-params>, then\n" +
 			"console= (--serial-console), loglevel= (--loglevel) and --cmdline. Menu\n" +
 			"entries are labelled with the system's name, version and hash. dnsmasq.conf\n" +
@@ -81,7 +104,11 @@ func pxeCommand() *cli.Command {
 			"      --toplevel /nix/var/nix/profiles/system-41-link \\\n" +
 			"      --serial-console ttyS0,115200 --loglevel 7 --cmdline boot.shell_on_fail\n" +
 			"  nbimg pxe -o pxe --toplevel ./new --toplevel ./old --closure ./closure-of-both \\\n" +
-			"      --syslinux /usr/share/syslinux",
+			"      --syslinux /usr/share/syslinux\n" +
+			"  nbimg pxe -o /srv/pxe --toplevel ./result --store-url http://192.168.1.2:8000 \\\n" +
+			"      --proxy-net 192.168.1.0/24\n" +
+			"  nbimg pxe -o /srv/pxe --toplevel ./pc --toplevel ./arm-server --uefi uki \\\n" +
+			"      --stub ./linuxaa64.efi.stub --proxy-net 192.168.1.0/24",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "output `DIR`"},
 			&cli.StringFlag{Name: "cmdline", Usage: "extra kernel parameters for every entry"},
@@ -93,10 +120,10 @@ func pxeCommand() *cli.Command {
 			&cli.StringFlag{Name: "title", Value: "NixOS network boot", Usage: "menu title"},
 			&cli.StringFlag{Name: "binary-cache", Usage: "boot from the Nix binary cache at `URL` (nbimg binary-cache): initrds without a store image, and " + netboot.ParamToplevel + "=, " + netboot.ParamSubstituter + "=, " + netboot.ParamTrustedKey + "= on each command line; needs --public-key"},
 			&cli.StringFlag{Name: "public-key", Usage: "the binary cache's public key `FILE` (name:base64, from nix-store --generate-binary-cache-key), the only key clients trust", TakesFile: true},
-			&cli.StringFlag{Name: "uefi", Value: builder.UEFINone, Usage: "what x86-64 UEFI clients boot: `MODE` none, ipxe (iPXE's EFI build chaining tftp/boot.ipxe) or uki (the first system's nixos.efi)"},
+			&cli.StringFlag{Name: "uefi", Value: builder.UEFINone, Usage: "what UEFI clients boot: `MODE` none, ipxe (x86-64: iPXE's EFI build chaining tftp/boot.ipxe) or uki (each architecture's first system's nixos.efi; needed for aarch64 systems)"},
 			&cli.StringFlag{Name: "ipxe", Usage: "`DIR` holding iPXE's EFI build, snponly.efi or ipxe.efi (default: Debian's ipxe package)", TakesFile: true},
 			&cli.StringFlag{Name: "http-base", Usage: "also answer UEFI HTTP boot clients with files under this `URL` (where the tftp directory is served over HTTP)"},
-		}, append(ukiFlags(), pxeInputFlags()...)...), storeImageFlags()...),
+		}, append(append(ukiFlags(), storeURLFlags()...), pxeInputFlags()...)...), storeImageFlags()...),
 		Action: runPXE,
 	}
 }
@@ -185,6 +212,9 @@ func runPXE(c *cli.Context) error {
 			return usageErrorf("--binary-cache: %v", err)
 		}
 	}
+	if c.String("store-url") != "" && opts.Substitute != nil {
+		return usageErrorf("pxe: --store-url and --binary-cache do not go together: the store comes from one or the other")
+	}
 	u := newUI(c)
 	if opts.InitrdOptions, err = storeImageOptionsFromFlags(c, u); err != nil {
 		return err
@@ -197,6 +227,10 @@ func runPXE(c *cli.Context) error {
 	for _, cl := range systems {
 		u.Debugf("%s: %d store paths, %s NAR", cl.Toplevel.Path, len(cl.Paths), humanBytes(int64(cl.NarSize())))
 	}
+	if opts.NetStores, err = pxeNetStores(c, u, systems); err != nil {
+		return err
+	}
+
 	u.Debugf("store image: %s", opts.Image.Settings().Description)
 	opts.ToolVersion = appVersion()
 	opts.Timings = c.Bool("timings")
@@ -218,4 +252,26 @@ func runPXE(c *cli.Context) error {
 	u.Infof("%s: %s, initrds %s in all, in %s", out, what, humanBytes(size),
 		time.Since(start).Round(100*time.Millisecond))
 	return nil
+}
+
+// pxeNetStores returns the --store-url settings for each architecture of
+// the systems (stage 0 is a program of the client's architecture), or nil
+// without the flag.
+func pxeNetStores(c *cli.Context, u *ui, systems []*nixstore.Closure) (map[nixstore.Arch]*builder.NetStore, error) {
+	var out map[nixstore.Arch]*builder.NetStore
+	for _, cl := range systems {
+		a := cl.Toplevel.Arch
+		if _, done := out[a]; done {
+			continue
+		}
+		ns, err := netStoreFromFlags(c, u, cl)
+		if err != nil || ns == nil {
+			return nil, err
+		}
+		if out == nil {
+			out = map[nixstore.Arch]*builder.NetStore{}
+		}
+		out[a] = ns
+	}
+	return out, nil
 }

@@ -57,11 +57,12 @@ func AArch64(c Config) Config {
 // AArch64UEFI returns c made into an aarch64 guest that starts in AAVMF
 // and network-boots: the firmware's PXE client asks QEMU's DHCP server,
 // which announces c.BootFile (an EFI program such as a UKI), and loads it
-// from c.TFTPDir over TFTP. The firmware's variable store is a copy of
+// from c.TFTPDir over TFTP; or, with c.NetDev instead, asks the DHCP and
+// TFTP servers on that network. The firmware's variable store is a copy of
 // AAVMFVars written into varsDir (a test's temporary directory).
 func AArch64UEFI(c Config, varsDir string) (Config, error) {
-	if c.TFTPDir == "" || c.BootFile == "" {
-		return Config{}, errors.New("qemu: an aarch64 UEFI network boot needs TFTPDir and BootFile")
+	if (c.TFTPDir == "" || c.BootFile == "") && c.NetDev == "" {
+		return Config{}, errors.New("qemu: an aarch64 UEFI network boot needs TFTPDir and BootFile, or NetDev")
 	}
 	vars := filepath.Join(varsDir, "AAVMF_VARS.fd")
 	if err := copyFile(vars, AAVMFVars); err != nil {
