@@ -542,7 +542,7 @@ func writePXESystem(ctx context.Context, tftp string, s pxeSystem, o PXEOptions,
 		u := o.UKI
 		u.Stub = s.stub
 		_, _, warnings, err := writeUKI(ctx, filepath.Join(edir, netboot.UKIName), c,
-			filepath.Join(edir, kernelName), filepath.Join(edir, netboot.InitrdName), s.line, u)
+			filepath.Join(edir, kernelName), filepath.Join(edir, netboot.InitrdName), withRootHash(s.line, store), u)
 		if err != nil {
 			return nil, nil, nil, 0, err
 		}

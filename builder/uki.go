@@ -282,8 +282,17 @@ func ukiWarnings(dst string, lay *uki.Layout) []string {
 // then covers the hash on its command line too, and stage 0 refuses an
 // initrd whose configuration names another.
 func ukiNetStoreCmdline(o BootOptions, s *ManifestStore) string {
-	line := netStoreCmdline(o)
-	if o.NetStore == nil || s == nil || s.VerityRoot == "" || !strings.HasPrefix(s.URL, "nbd://") {
+	if o.NetStore == nil {
+		return o.Cmdline
+	}
+	return withRootHash(netStoreCmdline(o), s)
+}
+
+// withRootHash puts nbimg.roothash= after the first parameter of line
+// (rdinit= naming stage 0) when s is a store served over NBD with a
+// dm-verity root hash; other lines come back unchanged.
+func withRootHash(line string, s *ManifestStore) string {
+	if s == nil || s.VerityRoot == "" || !strings.HasPrefix(s.URL, "nbd://") {
 		return line
 	}
 	first, rest, _ := strings.Cut(line, " ")
