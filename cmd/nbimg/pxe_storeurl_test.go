@@ -17,6 +17,7 @@ import (
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
 	"github.com/nbimg/nbimg/netboot"
+	"github.com/nbimg/nbimg/uki/ukitest"
 )
 
 // TestPXEStoreURLErrors: the flag's usage errors come before any build.
@@ -162,5 +163,28 @@ func TestPXEStoreURLBootsHTTP(t *testing.T) {
 	requireTopLine(t, res.Console, f.Toplevel)
 	if log := srv.Log(); !strings.Contains(log, "GET /"+filepath.Base(f.Toplevel)+"/nix-store.squashfs") {
 		t.Errorf("the HTTP server did not serve the first system's image:\n%s", log)
+	}
+}
+
+// TestPXEStoreURLUKIRootHash: with --uefi uki and an nbd:// store, each
+// system's UKI carries rdinit= and its image's dm-verity root hash on the
+// .cmdline section (read by binutils), so a signed UKI pins the store.
+func TestPXEStoreURLUKIRootHash(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	ukitest.Stub(t)
+	dir := buildPXE(t, "--toplevel", f.Toplevel, "--closure", f.ClosureDir, "--uefi", "uki",
+		"--store-url", "nbd://127.0.0.1:10809/systems")
+	m := readManifest(t, dir)
+	if len(m.Entries) != 1 || m.Entries[0].Store == nil || m.Entries[0].UKI == "" {
+		t.Fatalf("manifest entries %+v: want one with a store and a UKI", m.Entries)
+	}
+	e := m.Entries[0]
+	if e.Store.VerityRoot == "" || !strings.HasPrefix(e.Store.URL, "nbd://127.0.0.1:10809/systems/") {
+		t.Fatalf("store %+v: want an NBD export under systems/ with a root hash", e.Store)
+	}
+	line := string(ukitest.DumpSection(t, filepath.Join(dir, e.UKI), ".cmdline"))
+	want := "rdinit=/nbimg/stage0 nbimg.roothash=" + e.Store.VerityRoot
+	if !strings.Contains(line, want) {
+		t.Errorf("%s .cmdline = %q, want it to hold %q", e.UKI, line, want)
 	}
 }
