@@ -42,13 +42,15 @@ type manifestArch struct {
 	Entries []struct {
 		Dir  string `json:"dir"`
 		Arch string `json:"arch"`
+		UKI  string `json:"uki"`
 	} `json:"entries"`
 }
 
 // fileArch returns the architecture of the EFI program at name (a
 // cleaned path) in the first root that has it: from the manifest.json of
 // its directory (inputs.arch), else from the manifest.json of an ancestor
-// that lists its directory as an entry with an arch, else from the PE
+// that lists its directory (dir) or the file (uki) as an entry with an
+// arch (nbimg pxe), else from the PE
 // header's machine type; a file none of these places is taken as x86-64,
 // as nbimg takes a system that does not say. The answer names the file
 // the TFTP and HTTP servers would send, as they search the roots in the
@@ -75,8 +77,9 @@ func (r *roots) fileArch(name string) string {
 				}
 				break
 			}
+			file := path.Join(rel, path.Base(name))
 			for _, e := range m.Entries {
-				if path.Clean(e.Dir) == rel && e.Arch != "" {
+				if e.Arch != "" && (path.Clean(e.Dir) == rel || (e.UKI != "" && path.Clean(e.UKI) == file)) {
 					return e.Arch
 				}
 			}

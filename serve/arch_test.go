@@ -37,7 +37,8 @@ func TestDecideArch(t *testing.T) {
 		"arm/nixos.efi":     "arm uki",
 		// A pxe tree: one manifest for the tree, an arch per entry; the
 		// first system (inputs) is x86, the entry says otherwise.
-		"pxe/manifest.json":       `{"inputs": {"arch": "x86_64"}, "entries": [{"dir": "tftp/a", "arch": "aarch64"}, {"dir": "tftp/b", "arch": "x86_64"}]}`,
+		"pxe/manifest.json":       `{"inputs": {"arch": "x86_64"}, "entries": [{"dir": "tftp/a", "arch": "aarch64"}, {"dir": "tftp/b", "arch": "x86_64"}, {"dir": "elsewhere", "uki": "tftp/d/uki.efi", "arch": "aarch64"}]}`,
+		"pxe/tftp/d/uki.efi":      "arm uki named by its entry",
 		"pxe/tftp/a/nixos.efi":    "arm uki",
 		"pxe/tftp/b/nixos.efi":    "x86 uki",
 		"pe/uki.efi":              string(fakePE(peMachineARM64)),
@@ -56,7 +57,7 @@ func TestDecideArch(t *testing.T) {
 	macs := map[string]string{
 		"52:54:00:00:01:01": "x86", "52:54:00:00:01:02": "arm", "52:54:00:00:01:03": "pxe/tftp/a",
 		"52:54:00:00:01:04": "pxe/tftp/b", "52:54:00:00:01:05": "pe", "52:54:00:00:01:06": "legacy",
-		"52:54:00:00:01:08": "broken", "52:54:00:00:01:09": "noarch", "52:54:00:00:01:0a": "pxe/tftp/c",
+		"52:54:00:00:01:08": "broken", "52:54:00:00:01:09": "noarch", "52:54:00:00:01:0a": "pxe/tftp/c", "52:54:00:00:01:0b": "pxe/tftp/d",
 	}
 	mj := "{"
 	for mac, dir := range macs {
@@ -95,6 +96,8 @@ func TestDecideArch(t *testing.T) {
 		{"52:54:00:00:01:09", dhcp.ClassEFIArm64, "noarch/nixos.efi"},
 		{"52:54:00:00:01:0a", dhcp.ClassEFIx86, "pxe/tftp/c/nixos.efi"},
 		{"52:54:00:00:01:0a", dhcp.ClassEFIArm64, ""},
+		{"52:54:00:00:01:0b", dhcp.ClassEFIArm64, "pxe/tftp/d/uki.efi"},
+		{"52:54:00:00:01:0b", dhcp.ClassEFIx86, ""},
 		// Not in the machine map: a UKI of its architecture from under
 		// the roots, the first in lexical order.
 		{"52:54:00:00:01:07", dhcp.ClassEFIArm64, "arm/nixos.efi"},
