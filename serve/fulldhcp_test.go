@@ -14,7 +14,7 @@ import (
 )
 
 // udhcpc runs busybox's DHCP client in the client namespace ns until it
-// has a lease (-q) or has given up (-n after two DISCOVERs a second
+// has a lease (-q) or has given up (-n after three DISCOVERs two seconds
 // apart), with extra arguments; it returns what its script saw on
 // "bound" ("" when it got no lease).
 func udhcpc(t *testing.T, busybox, ns string, extra ...string) string {
@@ -27,7 +27,7 @@ func udhcpc(t *testing.T, busybox, ns string, extra ...string) string {
 	if err := os.Chmod(script, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"netns", "exec", ns, busybox, "udhcpc", "-f", "-q", "-n", "-t", "2", "-T", "1", "-A", "1",
+	args := append([]string{"netns", "exec", ns, busybox, "udhcpc", "-f", "-q", "-n", "-t", "3", "-T", "2", "-A", "1",
 		"-i", "eth0", "-s", script}, extra...)
 	b, err := exec.Command("ip", args...).CombinedOutput()
 	got, rerr := os.ReadFile(out)
