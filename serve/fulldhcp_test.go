@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nbimg/nbimg/internal/qemu"
 	"github.com/nbimg/nbimg/internal/testutil"
@@ -114,5 +115,40 @@ func TestFullDHCP(t *testing.T) {
 	t.Cleanup(stop2)
 	if line := udhcpc(t, busybox, clients[0]); !strings.HasPrefix(line, "ip="+first+" ") {
 		t.Errorf("after a restart client 1 got %q, before %s", line, first)
+	}
+}
+
+// TestBootFullDHCP: on a LAN with no other DHCP server, nbimg serve
+// --dhcp-range alone boots a BIOS client (SeaBIOS and the iPXE ROM of
+// QEMU's e1000): the address and the boot answer come in one OFFER, iPXE
+// fetches its script, the kernel and the initrd over HTTP, and the fixture
+// reaches its marker (without the content check: TestBootBIOS does that).
+func TestBootFullDHCP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot: not in -short")
+	}
+	bin := qemu.RequireNetboot(t)
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	lan := qemu.NewLANWithoutDHCP(t)
+	const mac = "52:54:00:4e:42:06"
+	machines := filepath.Join(t.TempDir(), "machines.json")
+	writeFile(t, machines, []byte(`{"`+mac+`": {"cmdline": "fixture.check=none fixture.tag=fulldhcp"}}`))
+	_, logs := serveLAN(t, lan, Options{Dirs: []string{netbootTree(t, f)}, Machines: machines, DHCPRange: "10.77.0.100,10.77.0.109"})
+	res := qemu.BootT(t, qemu.Config{
+		Binary:      lan.Binary(t, bin),
+		Marker:      f.Marker,
+		FailMarkers: []string{f.FailMarker},
+		Timeout:     6 * time.Minute,
+		ExtraArgs:   lan.Tap(t, "e1000", mac),
+	})
+	if !strings.Contains(res.Line, "tag=fulldhcp") {
+		t.Errorf("marker %q lacks tag=fulldhcp", res.Line)
+	}
+	log := logs.String()
+	for _, want := range []string{"class=bios ipxe=true", "reply=OFFER addr=10.77.0.10", "reply=ACK addr=10.77.0.10", "path=/_/ipxe/" + mac, "path=/bzImage", "path=/initrd"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("server log lacks %q", want)
+		}
 	}
 }
