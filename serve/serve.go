@@ -13,7 +13,8 @@
 // transfers; canceling Run's context shuts everything down and waits.
 //
 // Which file a DHCP client gets depends on its architecture (see Decide
-// and the *Files lists); iPXE clients get a script over HTTP that chains
+// and the *Files lists; a UKI named nixos.efi or uki.efi goes only to
+// clients of the architecture its manifest.json or PE header names); iPXE clients get a script over HTTP that chains
 // the artifact directory's netboot.ipxe with the machine's extra command
 // line, or, with an API URL, the kernel and initrds pixiecore's API names.
 //
