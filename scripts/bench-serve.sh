@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks nbimg serve's TFTP and HTTP against dnsmasq's TFTP server and
-# python3's http.server on this machine, on loopback only: CLIENTS curl
+# Benchmarks nbimg serve's TFTP and HTTP against dnsmasq's TFTP server,
+# python3's http.server and, when installed (Debian package nginx), nginx
+# on this machine, on loopback only: CLIENTS curl
 # clients at once fetch a SIZE_MB file, ROUNDS times per server (servers
 # alternate first and last between rounds), and the script prints the
 # aggregate throughput (MB/s, median of rounds) and the servers' peak RSS.
@@ -26,6 +27,8 @@ for t in curl dnsmasq python3; do
 	command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || { echo "bench-serve: $t not found: run scripts/deps.sh" >&2; exit 1; }
 done
 dnsmasq=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+nginx=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)
+[ -n "$nginx" ] || echo "bench-serve: nginx not installed (apt-get install nginx): left out" >&2
 [ -x "$nbimg" ] || { echo "bench-serve: $nbimg not built: make build" >&2; exit 1; }
 
 mkdir -p "$dir/root"
@@ -60,7 +63,15 @@ start() {
 
 stop() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }
 
-peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# peak_rss PID: the peak RSS of PID plus its children's (nginx's workers).
+peak_rss() {
+	local p total=0 v
+	for p in "$1" $(pgrep -P "$1" || true); do
+		v=$(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+		total=$((total + ${v:-0}))
+	done
+	echo "$total"
+}
 
 # Copies land in memory (not on disk, which would be what is measured).
 out=$(mktemp -d /dev/shm/nbimg-bench-serve.XXXXXX)
@@ -122,10 +133,38 @@ python_http() {
 	stop
 }
 
+# nginx as Debian ships it, with a configuration of its own: one worker
+# per core, sendfile, no access log, files from the same root.
+nginx_http() {
+	[ -n "$nginx" ] || return 0
+	mkdir -p "$dir/nginx"
+	cat >"$dir/nginx/nginx.conf" <<-EOF
+	worker_processes auto;
+	user root;
+	pid $dir/nginx/nginx.pid;
+	error_log $dir/nginx/error.log;
+	events { worker_connections 256; }
+	http {
+		access_log off;
+		sendfile on;
+		client_body_temp_path $dir/nginx/body;
+		proxy_temp_path $dir/nginx/proxy;
+		fastcgi_temp_path $dir/nginx/fastcgi;
+		uwsgi_temp_path $dir/nginx/uwsgi;
+		scgi_temp_path $dir/nginx/scgi;
+		server { listen 127.0.0.1:$http_port; root $dir/root; }
+	}
+	EOF
+	ready_url=http://127.0.0.1:$http_port/initrd
+	start nginx "$nginx" -c "$dir/nginx/nginx.conf" -g "daemon off;"
+	run nginx-http "http://127.0.0.1:$http_port/initrd"
+	stop
+}
+
 echo "== $clients clients x $size_mb MB, TFTP blksize $blksize, $rounds rounds"
 for r in $(seq "$rounds"); do
-	if [ $((r % 2)) = 1 ]; then nbimg_tftp; dnsmasq_tftp; nbimg_http; python_http
-	else dnsmasq_tftp; nbimg_tftp; python_http; nbimg_http; fi
+	if [ $((r % 2)) = 1 ]; then nbimg_tftp; dnsmasq_tftp; nbimg_http; python_http; nginx_http
+	else dnsmasq_tftp; nbimg_tftp; nginx_http; python_http; nbimg_http; fi
 done
 
 echo "== summary (median MB/s in all clients; peak RSS of the server)"

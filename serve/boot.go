@@ -21,18 +21,22 @@ import (
 )
 
 // Boot file names looked up in the roots (the machine's directory first,
-// then the roots themselves), in order of preference.
+// then the roots themselves), in order of preference. nixos.efi and
+// uki.efi (UKINames) are nbimg's UKIs of any architecture: a client gets
+// one only when its directory's manifest.json (or its PE header) says it
+// is for the client's architecture; the names with an architecture in
+// them are taken as they say.
 var (
 	// BIOSFiles: iPXE's PXE chain loader, else pxelinux (nbimg pxe).
 	BIOSFiles = []string{"undionly.kpxe", "pxelinux.0"}
-	// EFIx86Files: iPXE for x86-64 UEFI, else a UKI.
+	// EFIx86Files: iPXE for x86-64 UEFI, else an x86-64 UKI.
 	EFIx86Files = []string{"ipxe.efi", "snponly.efi", "nixos.efi", "uki.efi", "BOOTX64.EFI"}
 	// EFIArm64Files: iPXE for arm64 UEFI, else an arm64 UKI.
-	EFIArm64Files = []string{"ipxe-arm64.efi", "snponly-arm64.efi", "nixos-aa64.efi", "uki-aa64.efi", "BOOTAA64.EFI"}
+	EFIArm64Files = []string{"ipxe-arm64.efi", "snponly-arm64.efi", "nixos.efi", "uki.efi", "nixos-aa64.efi", "uki-aa64.efi", "BOOTAA64.EFI"}
 	// HTTPx86Files and HTTPArm64Files: UEFI HTTP boot prefers the UKI
 	// (no second loader), else iPXE.
 	HTTPx86Files   = []string{"nixos.efi", "uki.efi", "BOOTX64.EFI", "ipxe.efi", "snponly.efi"}
-	HTTPArm64Files = []string{"nixos-aa64.efi", "uki-aa64.efi", "BOOTAA64.EFI", "ipxe-arm64.efi", "snponly-arm64.efi"}
+	HTTPArm64Files = []string{"nixos.efi", "uki.efi", "nixos-aa64.efi", "uki-aa64.efi", "BOOTAA64.EFI", "ipxe-arm64.efi", "snponly-arm64.efi"}
 	// ScriptFiles: the iPXE script of an artifact directory (nbimg
 	// netboot writes netboot.ipxe, nbimg pxe boot.ipxe).
 	ScriptFiles = []string{"netboot.ipxe", "boot.ipxe"}
@@ -109,17 +113,18 @@ func (s *Server) Decide(ctx context.Context, c dhcp.Client) (dhcp.Boot, bool, er
 		return dhcp.Boot{File: s.httpBase + "/_/ipxe/" + mac, Message: "ipxe script"}, true, nil
 	}
 	var names []string
+	arch := ""
 	switch c.Class {
 	case dhcp.ClassBIOS:
 		names = BIOSFiles
 	case dhcp.ClassEFIx86:
-		names = EFIx86Files
+		names, arch = EFIx86Files, ArchX86
 	case dhcp.ClassEFIArm64:
-		names = EFIArm64Files
+		names, arch = EFIArm64Files, ArchArm64
 	case dhcp.ClassHTTPx86:
-		names = HTTPx86Files
+		names, arch = HTTPx86Files, ArchX86
 	case dhcp.ClassHTTPArm64:
-		names = HTTPArm64Files
+		names, arch = HTTPArm64Files, ArchArm64
 	}
 	if s.opts.API != "" {
 		// The API names a kernel and initrds: only iPXE can boot them.
@@ -127,9 +132,15 @@ func (s *Server) Decide(ctx context.Context, c dhcp.Client) (dhcp.Boot, bool, er
 			return n != "pxelinux.0" && (strings.Contains(n, "pxe") || strings.Contains(n, "snponly"))
 		})
 	}
-	p, ok := st.roots.first(m.Dir, names...)
+	p, ok := st.roots.firstFor(arch, m.Dir, names...)
 	if !ok && m.Dir != "" {
-		p, ok = st.roots.first("", names...)
+		p, ok = st.roots.firstFor(arch, "", names...)
+	}
+	if !ok && arch != "" && m.Dir == "" && s.opts.API == "" {
+		// A client the machine map does not place gets a UKI of its
+		// architecture from an artifact directory under the roots (e.g.
+		// out/x86/nixos.efi and out/arm/nixos.efi served as out/).
+		p, ok = st.roots.findFor(arch, ukiSearchDepth)
 	}
 	if !ok {
 		return dhcp.Boot{}, false, nil
@@ -142,6 +153,11 @@ func (s *Server) Decide(ctx context.Context, c dhcp.Client) (dhcp.Boot, bool, er
 	}
 	return dhcp.Boot{File: p, Message: "tftp"}, true, nil
 }
+
+// ukiSearchDepth: how deep Decide looks for a UKI of a client's
+// architecture when neither the machine's directory nor the roots have
+// one (pxe trees keep theirs in tftp/<toplevel>/).
+const ukiSearchDepth = 3
 
 func keep(names []string, f func(string) bool) []string {
 	var out []string

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -124,6 +125,11 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if strings.EqualFold(path.Ext(st.Name()), ".efi") {
+		// UEFI HTTP boot clients take an EFI program by this type (the
+		// UEFI specification's HTTP boot chapter), else by the extension.
+		w.Header().Set("Content-Type", "application/efi")
+	}
 	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
 }
 

@@ -24,6 +24,7 @@ func newMetrics() *metrics {
 	m.define("nbimg_serve_bytes_total", "counter", "Bytes of files sent, by protocol.")
 	m.define("nbimg_serve_active", "gauge", "Transfers or connections in progress, by protocol.")
 	m.define("nbimg_serve_dhcp_answers_total", "counter", "Proxy DHCP answers, by client class.")
+	m.define("nbimg_serve_dhcp_leases_total", "counter", "Full DHCP replies (--dhcp-range), by type: OFFER, ACK, NAK.")
 	m.define("nbimg_serve_builds_total", "counter", "Builds of dynamic systems, by system and result.")
 	m.define("nbimg_serve_reloads_total", "counter", "Configuration reloads, by result.")
 	return m

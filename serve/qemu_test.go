@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,8 +74,17 @@ func netbootTree(t testing.TB, f *testutil.Fixture) string {
 }
 
 // serveLAN runs a Server with every service, proxy DHCP included, in the
-// LAN's server namespace.
+// LAN's server namespace, until the test ends.
 func serveLAN(t *testing.T, lan *qemu.LAN, opts Options) (*Server, *syncBuffer) {
+	t.Helper()
+	s, logs, stop := startLAN(t, lan, opts)
+	t.Cleanup(stop)
+	return s, logs
+}
+
+// startLAN is serveLAN with a stop function (which waits for Run and
+// logs the server's log when the test has failed).
+func startLAN(t *testing.T, lan *qemu.LAN, opts Options) (*Server, *syncBuffer, func()) {
 	t.Helper()
 	logs := &syncBuffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -92,18 +102,22 @@ func serveLAN(t *testing.T, lan *qemu.LAN, opts Options) (*Server, *syncBuffer) 
 	select {
 	case <-s.Started():
 	case err := <-done:
+		cancel()
 		t.Fatalf("Run: %v", err)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs)
-		}
-	})
-	return s, logs
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if t.Failed() {
+				t.Logf("server log:\n%s", logs)
+			}
+		})
+	}
+	return s, logs, stop
 }
 
 // TestBootBIOS: a BIOS client (SeaBIOS and the iPXE ROM of QEMU's e1000)

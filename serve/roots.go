@@ -98,19 +98,53 @@ func (r *roots) exists(name string) bool {
 	return false
 }
 
+// which returns the index of the first root with a regular file at the
+// cleaned name, or -1.
+func (r *roots) which(name string) int {
+	for i, root := range r.rs {
+		if st, err := root.Stat(name); err == nil && st.Mode().IsRegular() {
+			return i
+		}
+	}
+	return -1
+}
+
 // first returns the first of names (each joined to dir) that exists.
 func (r *roots) first(dir string, names ...string) (string, bool) {
+	return r.firstFor("", dir, names...)
+}
+
+// firstFor is first for a client of the architecture arch: a UKI name
+// (UKINames) counts only when the file is for arch (fileArch). With arch
+// "" every name counts.
+func (r *roots) firstFor(arch, dir string, names ...string) (string, bool) {
 	for _, n := range names {
 		p := n
 		if dir != "" {
 			p = path.Join(dir, n)
 		}
-		if r.exists(p) {
+		if r.exists(p) && (arch == "" || !archNamed(n) || r.fileArch(p) == arch) {
 			return p, true
 		}
 	}
 	return "", false
 }
+
+// findFor searches the directories under the roots (as find does, up to
+// depth deep) for a UKI of the architecture arch, in UKINames order.
+func (r *roots) findFor(arch string, depth int) (string, bool) {
+	for _, n := range UKINames {
+		for _, p := range r.find(n, depth, maxUKISearch) {
+			if r.fileArch(p) == arch {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// maxUKISearch bounds the UKIs findFor looks at per name.
+const maxUKISearch = 64
 
 // find walks the roots (not following symbolic links out of them) for
 // regular files named base, up to depth directories deep, in root order

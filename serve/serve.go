@@ -13,7 +13,8 @@
 // transfers; canceling Run's context shuts everything down and waits.
 //
 // Which file a DHCP client gets depends on its architecture (see Decide
-// and the *Files lists); iPXE clients get a script over HTTP that chains
+// and the *Files lists; a UKI named nixos.efi or uki.efi goes only to
+// clients of the architecture its manifest.json or PE header names); iPXE clients get a script over HTTP that chains
 // the artifact directory's netboot.ipxe with the machine's extra command
 // line, or, with an API URL, the kernel and initrds pixiecore's API names.
 //
@@ -21,7 +22,12 @@
 // on the first request for it, into StateDir/NAME, and rebuilt when its
 // source link moves; meanwhile iPXE clients get a script that waits.
 //
-// Not done here: full DHCP (leases), TLS, NBD block status.
+// Full DHCP (Options.DHCPRange) hands out addresses of a range on the
+// served network, leases kept in memory (dhcp.Pool); without it the
+// network's own DHCP server gives addresses and nbimg only adds the boot
+// answers (proxy DHCP).
+//
+// Not done here: DHCP relays, TLS, NBD block status.
 package serve
 
 import (
@@ -54,6 +60,11 @@ type Options struct {
 	// Advertise is the IPv4 address clients are told to fetch from (DHCP
 	// server identifier, TFTP server, HTTP URLs). Needed with DHCP.
 	Advertise net.IP
+	// DHCPRange, when set (START,END[,MASK], see dhcp.ParseRange), makes
+	// the DHCP port a full DHCP server handing out those addresses, with
+	// leases of LeaseTime (default one hour) kept in memory.
+	DHCPRange string
+	LeaseTime time.Duration
 	// Machines is a machine map file (see LoadMachines); API a pixiecore
 	// API server base URL.
 	Machines string
@@ -101,6 +112,8 @@ type Server struct {
 	addrsMu  sync.Mutex
 	started  chan struct{}
 
+	pool *dhcp.Pool // full DHCP; nil: proxy only
+
 	dyn    map[string]*dynSystem
 	runCtx context.Context
 	builds sync.WaitGroup
@@ -137,6 +150,18 @@ func New(opts Options) (*Server, error) {
 		dyn: map[string]*dynSystem{}, runCtx: context.Background()}
 	for _, sys := range opts.Systems {
 		s.dyn[sys.Name] = &dynSystem{System: sys}
+	}
+	if opts.DHCPRange != "" {
+		if opts.DHCPAddr == "" {
+			return nil, errors.New("serve: a DHCP range needs the DHCP service")
+		}
+		start, end, mask, err := dhcp.ParseRange(opts.DHCPRange)
+		if err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
+		if s.pool, err = dhcp.NewPool(opts.Advertise, dhcp.PoolOptions{Start: start, End: end, Mask: mask, LeaseTime: opts.LeaseTime}); err != nil {
+			return nil, fmt.Errorf("serve: %w", err)
+		}
 	}
 	st, err := s.load()
 	if err != nil {
@@ -312,10 +337,16 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		setAddr(d.name, pc.LocalAddr())
 		ds := &dhcp.Server{ServerIP: s.opts.Advertise, Decider: s, Logger: s.log, Done: func(a dhcp.Answer) {
-			if a.Ignored == nil {
+			if a.Ignored == nil && a.Reply != 0 {
+				s.m.add("nbimg_serve_dhcp_leases_total", 1, "reply", a.Reply.String())
+			}
+			if a.Ignored == nil && a.Client.Class != dhcp.ClassNone {
 				s.m.add("nbimg_serve_dhcp_answers_total", 1, "class", a.Client.Class.String(), "ipxe", strconv.FormatBool(a.Client.IPXE))
 			}
 		}}
+		if d.name == "dhcp" {
+			ds.Pool = s.pool
+		}
 		port := d.port
 		run(d.name, func() error { return ds.Serve(ctx, pc, port) })
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 
@@ -14,8 +15,10 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/nbimg/nbimg/serve"
+	"github.com/nbimg/nbimg/serve/dhcp"
 	"github.com/urfave/cli/v2"
 )
 
@@ -34,7 +37,8 @@ func serveCommand() *cli.Command {
 			"Raspberry Pi boot/ tree, store images), read-only, searched in order:\n\n" +
 			"  proxy DHCP  (ports 67 and 4011) tells PXE, UEFI HTTP boot, iPXE and\n" +
 			"              Raspberry Pi clients their boot file, by architecture; the\n" +
-			"              network's DHCP server still hands out the addresses\n" +
+			"              network's DHCP server still hands out the addresses, or,\n" +
+			"              with --dhcp-range, nbimg does (leases kept in memory)\n" +
 			"  TFTP        (--tftp-port) blksize, tsize, timeout, windowsize\n" +
 			"  HTTP        (--http-port) files with range requests, iPXE scripts per\n" +
 			"              machine under /_/ipxe/MAC, /metrics (Prometheus)\n" +
@@ -46,6 +50,7 @@ func serveCommand() *cli.Command {
 			"Examples:\n" +
 			"  sudo nbimg serve --interface eth0 out/netboot\n" +
 			"  sudo nbimg serve --interface eth0 --machines machines.json /srv/systems\n" +
+			"  sudo nbimg serve --interface eth0 --dhcp-range 10.0.0.100,10.0.0.199 out/netboot\n" +
 			"  sudo nbimg serve --interface eth0 --api http://localhost:8000 /srv/empty\n" +
 			"  sudo nbimg serve --interface eth0 --system lab=/nix/var/nix/profiles/system /srv/empty\n" +
 			"  nbimg serve --listen 127.0.0.1 --dhcp=false --http-port 8080 --tftp-port 6969 out/netboot",
@@ -54,7 +59,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "interface", Usage: "serve on network interface `IF` (binds every socket to it; its IPv4 address is announced)"},
 			&cli.StringFlag{Name: "address", Usage: "IPv4 `ADDR` clients are told to fetch from (default: --listen, or --interface's address)"},
 			&cli.BoolFlag{Name: "dhcp", Value: true, Usage: "answer PXE and HTTP boot clients as a proxy DHCP server (ports 67 and 4011)"},
-			&cli.StringFlag{Name: "dhcp-range", Usage: "full DHCP with leases in `START,END` (not implemented yet: use the network's DHCP server)"},
+			&cli.StringFlag{Name: "dhcp-range", Usage: "be the network's DHCP server: hand out addresses from `START,END[,MASK]` (in --address's subnet; MASK defaults to 255.255.255.0), leases kept in memory"},
+			&cli.DurationFlag{Name: "dhcp-lease", Value: time.Hour, Usage: "lease `TIME` with --dhcp-range"},
 			&cli.IntFlag{Name: "http-port", Value: 80, Usage: "HTTP `PORT` (0: off)"},
 			&cli.IntFlag{Name: "tftp-port", Value: 69, Usage: "TFTP `PORT` (0: off)"},
 			&cli.IntFlag{Name: "nbd-port", Value: 10809, Usage: "NBD `PORT` (0: off)"},
@@ -74,11 +80,11 @@ func runServe(c *cli.Context) error {
 	if c.NArg() == 0 {
 		return usageErrorf("serve: name at least one directory to serve")
 	}
-	if c.String("dhcp-range") != "" {
-		return usageErrorf("serve: --dhcp-range (full DHCP) is not implemented yet: run the network's DHCP server next to nbimg serve")
+	if c.String("dhcp-range") != "" && !c.Bool("dhcp") {
+		return usageErrorf("serve: --dhcp-range needs DHCP: drop --dhcp=false")
 	}
 	opts := serve.Options{Dirs: c.Args().Slice(), Machines: c.String("machines"), API: c.String("api"),
-		MaxTFTPBlock: c.Int("tftp-max-blksize")}
+		MaxTFTPBlock: c.Int("tftp-max-blksize"), DHCPRange: c.String("dhcp-range"), LeaseTime: c.Duration("dhcp-lease")}
 	if d := c.String("ipxe-dir"); d != "" {
 		if _, err := os.Stat(d); err == nil {
 			opts.Dirs = append(opts.Dirs, d)
@@ -140,6 +146,9 @@ func runServe(c *cli.Context) error {
 	}
 
 	s, err := serve.New(opts)
+	if errors.Is(err, dhcp.ErrRange) {
+		return usageErrorf("--dhcp-range: %v", err)
+	}
 	if err != nil {
 		return err
 	}

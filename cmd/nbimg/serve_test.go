@@ -108,7 +108,10 @@ func TestServeUsage(t *testing.T) {
 	dir := t.TempDir()
 	for _, args := range [][]string{
 		{"serve"},
-		{"serve", "--dhcp-range", "10.0.0.10,10.0.0.99", dir},
+		{"serve", "--dhcp-range", "10.0.0.10,10.0.0.99", dir},                                          // no address
+		{"serve", "--dhcp=false", "--dhcp-range", "10.0.0.10,10.0.0.99", "--address", "10.0.0.1", dir}, // no DHCP
+		{"serve", "--address", "10.0.0.1", "--dhcp-range", "10.0.1.10,10.0.1.99", dir},                 // another subnet
+		{"serve", "--address", "10.0.0.1", "--dhcp-range", "10.0.0.10", dir},
 		{"serve", "--http-port", "0", "--tftp-port", "0", "--nbd-port", "0", dir}, // DHCP without an address
 		{"serve", "--address", "fe80::1", dir},
 		{"serve", "--dhcp=false", "--log-format", "xml", dir},

@@ -31,6 +31,7 @@ type LAN struct {
 	DnsmasqLog string
 	dir        string
 	taps       int
+	clients    int
 }
 
 var lanSeq atomic.Int32
@@ -40,8 +41,23 @@ var lanSeq atomic.Int32
 // dnsmasq; without them it skips (or fails when tools are required).
 func NewLAN(t testing.TB) *LAN {
 	t.Helper()
+	return newLAN(t, true)
+}
+
+// NewLANWithoutDHCP is NewLAN without dnsmasq: the server under test is
+// the LAN's only DHCP server (DHCPIP is still the bridge's address).
+func NewLANWithoutDHCP(t testing.TB) *LAN {
+	t.Helper()
+	return newLAN(t, false)
+}
+
+func newLAN(t testing.TB, withDHCP bool) *LAN {
+	t.Helper()
 	ip := testutil.Tool(t, "ip", "iproute2")
-	dnsmasq := testutil.Tool(t, "dnsmasq", "dnsmasq")
+	dnsmasq := ""
+	if withDHCP {
+		dnsmasq = testutil.Tool(t, "dnsmasq", "dnsmasq")
+	}
 	if os.Geteuid() != 0 {
 		testutil.SkipOrFail(t, "network namespaces need root")
 	}
@@ -73,6 +89,9 @@ func NewLAN(t testing.TB) *LAN {
 	run("-n", l.LANNS, "link", "set", "vsrv", "master", "br0", "up")
 	run("-n", l.ServerNS, "addr", "add", l.ServerIP.String()+"/24", "dev", l.ServerIf)
 	run("-n", l.ServerNS, "link", "set", l.ServerIf, "up")
+	if !withDHCP {
+		return l
+	}
 
 	l.DnsmasqLog = filepath.Join(l.dir, "dnsmasq.log")
 	cmd := exec.Command(ip, "netns", "exec", l.LANNS, dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null",
@@ -108,6 +127,33 @@ func (l *LAN) Tap(t testing.TB, model, mac string) []string {
 	id := "n" + name
 	return []string{"-netdev", "tap,id=" + id + ",ifname=" + name + ",script=no,downscript=no",
 		"-device", model + ",netdev=" + id + ",mac=" + mac}
+}
+
+// Client adds a namespace joined to the bridge by a veth pair whose end
+// in it, named eth0, has the given MAC address and is up without an
+// address, for a DHCP client program run with `ip netns exec NS`. It
+// returns the namespace's name; it is removed when the test ends.
+func (l *LAN) Client(t testing.TB, mac string) string {
+	t.Helper()
+	l.clients++
+	ns := fmt.Sprintf("%s-c%d", strings.TrimSuffix(l.LANNS, "-lan"), l.clients)
+	peer := fmt.Sprintf("vc%d", l.clients)
+	for i, args := range [][]string{
+		{"netns", "add", ns},
+		{"-n", l.LANNS, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"-n", l.LANNS, "link", "set", peer, "master", "br0", "up"},
+		{"-n", ns, "link", "set", "eth0", "address", mac},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+	} {
+		if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+		if i == 0 {
+			t.Cleanup(func() { exec.Command("ip", "netns", "delete", ns).Run() }) //nolint:errcheck // best effort
+		}
+	}
+	return ns
 }
 
 // Binary returns a QEMU binary for Config.Binary that runs inside the

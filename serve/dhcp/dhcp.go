@@ -222,6 +222,13 @@ type Answer struct {
 	Port    int                // 67 or 4011
 	Boot    Boot
 	Ignored error // why no answer was sent; nil when one was
+	// Full DHCP (Server.Pool): the address offered or acknowledged, and
+	// the reply's type.
+	Addr  net.IP
+	Reply dhcpv4.MessageType
+	// To is where the reply goes when not the default (a renewing
+	// client's own address).
+	To net.Addr
 }
 
 // Server answers requests on the proxy DHCP port (67) and the PXE port
@@ -237,6 +244,10 @@ type Server struct {
 	// BroadcastAddr is where answers on port 67 go (default
 	// 255.255.255.255:68).
 	BroadcastAddr net.Addr
+	// Pool, when set, makes the server on port 67 a full DHCP server
+	// handing out its addresses (to every client; boot clients also get
+	// their boot file) instead of a proxy. Port 4011 stays as it is.
+	Pool *Pool
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -257,6 +268,9 @@ func (s *Server) Handle(ctx context.Context, pkt []byte, port int) (reply []byte
 		return nil, a, fmt.Errorf("dhcp: malformed packet: %w", err)
 	}
 	a.Type = req.MessageType()
+	if s.Pool != nil && port == 67 {
+		return s.handleLease(ctx, req, a)
+	}
 	c, err := Identify(req)
 	a.Client = c
 	if err != nil {
@@ -342,7 +356,9 @@ func (s *Server) serveOne(ctx context.Context, conn net.PacketConn, pkt []byte, 
 		log.Debug("request ignored", "type", a.Type.String(), "why", a.Ignored)
 	default:
 		to := from
-		if port == 67 {
+		if a.To != nil {
+			to = a.To
+		} else if port == 67 {
 			to = s.BroadcastAddr
 			if to == nil {
 				to = &net.UDPAddr{IP: net.IPv4bcast, Port: 68}
@@ -352,7 +368,11 @@ func (s *Server) serveOne(ctx context.Context, conn net.PacketConn, pkt []byte, 
 			log.Warn("reply failed", "to", to.String(), "err", err)
 			a.Ignored = err
 		} else {
-			log.Info("answered", "type", a.Type.String(), "boot", a.Boot.File, "why", a.Boot.Message)
+			args := []any{"type", a.Type.String(), "boot", a.Boot.File, "why", a.Boot.Message}
+			if a.Reply != dhcpv4.MessageTypeNone {
+				args = append(args, "reply", a.Reply.String(), "addr", a.Addr)
+			}
+			log.Info("answered", args...)
 		}
 	}
 	if s.Done != nil && err == nil {

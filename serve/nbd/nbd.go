@@ -239,6 +239,8 @@ func (cs *conn) run() error {
 		}
 		return err
 	}
+	// A session lasts as long as the client's boot: say when it starts.
+	cs.srv.logger().Info("export opened", "proto", "nbd", "client", cs.c.RemoteAddr().String(), "export", cs.name, "size", cs.exp.Size())
 	err := cs.transmit()
 	if errors.Is(err, errDisconnect) {
 		return nil
