@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every parser's fuzz target for a bounded number of inputs:
 # registration, NAR, compressor spec, kernel command line,
-# cmdline.txt, dnsmasq values. Called by .ci/run; new inputs that fail are
+# cmdline.txt, dnsmasq values; what the servers and stage 0 read from the
+# network (DHCP, TFTP, NBD, stage 0's configuration and DHCP), UKIs,
+# narinfo files and per-system store URLs. Called by .ci/run; new inputs that fail are
 # written under the package's testdata/fuzz by go test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,16 @@ targets=(
 	"./nfsroot FuzzCmdline 200000"
 	"./netboot FuzzDnsmasq 200000"
 	"./netboot FuzzDnsmasqQuote 200000"
+	"./serve/dhcp FuzzHandle 150000"
+	"./serve/dhcp FuzzHandleLease 150000"
+	"./serve/tftp FuzzParseRequest 60000"
+	"./serve/nbd FuzzServeConn 120000"
+	"./stage0/nbd FuzzHandshake 150000"
+	"./stage0 FuzzParseConfig 60000"
+	"./stage0/dhcp FuzzParse 300000"
+	"./uki FuzzParse 50000"
+	"./builder FuzzPXEStoreURL 40000"
+	"./binarycache FuzzParseNarInfo 120000"
 )
 for t in "${targets[@]}"; do
 	read -r pkg name count <<<"$t"
