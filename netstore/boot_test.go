@@ -285,3 +285,45 @@ func TestBootGiveUp(t *testing.T) {
 		}
 	}
 }
+
+// TestBootNBDServerRestart kills the NBD server (nbdkit) when the
+// system's stage 2 starts and starts it again 5 s later, while stage 2
+// still reads the store for its content check: the kernel reports the
+// dead connection, stage 0's helper connects again through the kernel's
+// netlink interface, the reads that waited go on, and the whole check
+// passes.
+func TestBootNBDServerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot")
+	}
+	qemu.Require(t)
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	bin := stage0ForTest(t)
+	img := prepareImage(t, f.RefSquashfs, 0)
+	srv := qemu.ServeNbdkit(t, img.path)
+	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 120)
+	c := bootConfig(f, ird, "", 256)
+	var next io.Writer
+	if os.Getenv(qemu.ConsoleEnv) == "1" {
+		next = os.Stderr
+	}
+	restarted := make(chan error, 1)
+	c.Console = qemu.OnConsole("stage-2 [", next, func() {
+		restarted <- srv.Restart(5 * time.Second)
+	})
+	res := qemu.BootT(t, c)
+	select {
+	case err := <-restarted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the boot passed before the server restarted")
+	}
+	for _, want := range []string{"the kernel re-establishes lost connections", "lost the connection to " + srv.GuestURL, "/dev/nbd0 reconnected to " + srv.GuestURL} {
+		if !bytes.Contains(res.Console, []byte(want)) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+}

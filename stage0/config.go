@@ -18,9 +18,14 @@
 //     (RAM) and its sha256, pinned in the configuration, is checked before
 //     anything uses it.
 //
-// Limits: IPv4 only; one NBD connection, not re-established when it drops
-// (reads then fail); https verifies the server against the CA bundle found
-// in the initrd at /etc/ssl/certs/ca-certificates.crt, if any.
+// Faults: stage 0 retries the server with backoff until the give-up time.
+// Over NBD it attaches the device through the kernel's netlink interface
+// with a dead-connection timeout (the give-up time) and leaves a helper
+// process that connects again whenever the kernel reports the connection
+// dead: reads wait meanwhile instead of failing. Kernels without that
+// interface get the older ioctl attachment, which does not reconnect.
+//
+// Limits: IPv4 only; one NBD connection.
 package stage0
 
 import (

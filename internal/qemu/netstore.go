@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ type StoreServer struct {
 
 	dir  string // served by HTTP
 	mu   sync.Mutex
+	argv []string // the server's command, for Restart
 	cmd  *exec.Cmd
 	log  bytes.Buffer
 	done chan struct{}
@@ -167,6 +169,7 @@ func (s *StoreServer) start(t testing.TB, cmd *exec.Cmd) {
 		return
 	}
 	s.cmd = cmd
+	s.argv = cmd.Args
 	s.done = make(chan struct{})
 	go func() { cmd.Wait(); close(s.done) }() //nolint:errcheck // killed at cleanup; the log says why it ended
 	t.Cleanup(s.stop)
@@ -181,6 +184,75 @@ func (s *StoreServer) stop() {
 	}
 	cmd.Process.Kill() //nolint:errcheck // it may have exited already
 	<-done
+}
+
+// Restart kills the server (its clients see their connections drop),
+// waits down, and starts the same command again on the same port, waiting
+// until it listens. Not for nbd-server, which runs as a daemon. It may be
+// called from any goroutine.
+func (s *StoreServer) Restart(down time.Duration) error {
+	s.mu.Lock()
+	argv := s.argv
+	s.mu.Unlock()
+	if len(argv) == 0 {
+		return fmt.Errorf("store server: nothing to restart")
+	}
+	s.stop()
+	time.Sleep(down)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	s.mu.Lock()
+	cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.log}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("restarting %s: %w", argv[0], err)
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	done := s.done
+	s.mu.Unlock()
+	go func() { cmd.Wait(); close(done) }() //nolint:errcheck // killed at cleanup
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("store server not listening on port %d after a restart:\n%s", s.Port, s.Log())
+}
+
+// OnConsole returns a writer for Config.Console that calls f once, in a
+// goroutine of its own, when the console shows want, and copies the
+// console to next (nil: nowhere).
+func OnConsole(want string, next io.Writer, f func()) io.Writer {
+	return &consoleTrigger{want: []byte(want), next: next, f: f}
+}
+
+type consoleTrigger struct {
+	want, tail []byte
+	next       io.Writer
+	f          func()
+	fired      bool
+}
+
+func (c *consoleTrigger) Write(p []byte) (int, error) {
+	if c.next != nil {
+		c.next.Write(p) //nolint:errcheck // a copy for the reader, best effort
+	}
+	if !c.fired {
+		c.tail = append(c.tail, p...)
+		if bytes.Contains(c.tail, c.want) {
+			c.fired = true
+			go c.f()
+		}
+		if keep := len(c.want); len(c.tail) > keep {
+			c.tail = append(c.tail[:0], c.tail[len(c.tail)-keep:]...)
+		}
+	}
+	return len(p), nil
 }
 
 // Log returns what the server printed so far.
