@@ -189,3 +189,19 @@ func TestConfigPast4GiB(t *testing.T) {
 		t.Errorf("table %q lacks %q (data blocks, hash start block)", tab, want)
 	}
 }
+
+func TestConfigHTTPSNeedsCA(t *testing.T) {
+	c := validHTTP()
+	c.URL = "https://10.0.2.2:8443/nix-store.squashfs"
+	if err := c.Validate(); !errors.Is(err, ErrNoCA) {
+		t.Errorf("https without a CA bundle: %v, want %v", err, ErrNoCA)
+	}
+	c.CAFile = "nbimg/ca.pem"
+	if err := c.Validate(); err == nil {
+		t.Error("a relative CA path was accepted")
+	}
+	c.CAFile = CAPath
+	if err := c.Validate(); err != nil {
+		t.Errorf("https with a CA bundle: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package stage0
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -521,7 +522,18 @@ func (s *Stage0) netlinkConnect(sock *os.File, ex nbd.Export) (*os.File, uint16,
 }
 
 func (s *Stage0) download(ctx context.Context) error {
+	var roots *x509.CertPool
+	if s.URL.Scheme == "https" {
+		if s.Cfg.CAFile == "" {
+			return fmt.Errorf("%s: %w", s.Cfg.URL, ErrNoCA)
+		}
+		var err error
+		if roots, err = fetch.LoadCAs(s.Cfg.CAFile); err != nil {
+			return err
+		}
+	}
 	err := fetch.Fetch(ctx, fetch.Options{
+		RootCAs: roots,
 		URL:     s.Cfg.URL,
 		Size:    s.Cfg.Size,
 		SHA256:  s.Cfg.SHA256,

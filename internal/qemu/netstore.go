@@ -2,9 +2,19 @@ package qemu
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
+	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -253,6 +263,92 @@ func (c *consoleTrigger) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// TestCA is a throwaway certificate authority for https tests.
+type TestCA struct {
+	// CertPEM is the CA certificate, PEM encoded (what --store-ca takes).
+	CertPEM []byte
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+}
+
+// NewTestCA makes a CA valid from an hour ago for a day.
+func NewTestCA(t testing.TB) *TestCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "nbimg test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &TestCA{CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert: cert, key: key}
+}
+
+// ServerCert issues a server certificate for the given IP addresses.
+func (ca *TestCA) ServerCert(t testing.TB, ips ...net.IP) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "nbimg test server"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// ServeHTTPS serves dir read-only over https (Go's file server, with
+// ranges) on 127.0.0.1, with a certificate from ca for 127.0.0.1 and
+// GuestHost. name is the image's file name in dir.
+func ServeHTTPS(t testing.TB, dir, name string, ca *TestCA) *StoreServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	s := &StoreServer{
+		Port:     port,
+		HostURL:  fmt.Sprintf("https://127.0.0.1:%d/%s", port, name),
+		GuestURL: fmt.Sprintf("https://%s:%d/%s", GuestHost, port, name),
+		dir:      dir,
+	}
+	cert := ca.ServerCert(t, net.IPv4(127, 0, 0, 1), net.ParseIP(GuestHost))
+	srv := &http.Server{
+		Handler:           http.FileServer(http.Dir(dir)),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(&lockedWriter{mu: &s.mu, w: &s.log}, "", 0),
+	}
+	go srv.ServeTLS(l, "", "") //nolint:errcheck // ends with Close at cleanup
+	t.Cleanup(func() { srv.Close() })
+	return s
 }
 
 // Log returns what the server printed so far.
