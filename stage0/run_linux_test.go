@@ -66,7 +66,7 @@ func serveHandshake(c net.Conn, size uint64) {
 	info = binary.BigEndian.AppendUint64(info, size)
 	info = binary.BigEndian.AppendUint16(info, 3)
 	c.Write(append(reply(3, info), reply(1, nil)...)) //nolint:errcheck // the client reports a short handshake
-	time.Sleep(time.Second)                            // the client takes the socket over
+	time.Sleep(time.Second)                           // the client takes the socket over
 }
 
 // TestNBDConnectRetriesHandshake: a server that accepts connections and
