@@ -25,6 +25,9 @@
 // dead: reads wait meanwhile instead of failing. Kernels without that
 // interface get the older ioctl attachment, which does not reconnect.
 //
+// Store URLs may name hosts: stage 0 resolves them through the DHCP
+// lease's first DNS server.
+//
 // Limits: IPv4 only; one NBD connection.
 package stage0
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,7 @@ const (
 	envNBDExport = "NBIMG_STAGE0_NBD_EXPORT"
 	envURL       = "NBIMG_STAGE0_URL"
 	envFamily    = "NBIMG_STAGE0_NBD_FAMILY"
+	envDNS       = "NBIMG_STAGE0_DNS"
 	// nbdHelperName is the helper's argv[0]: systemd spares processes
 	// whose argv[0] starts with '@' when it kills everything at shutdown,
 	// as the root file system still needs them.
@@ -54,6 +56,8 @@ type Stage0 struct {
 	Debug   bool
 
 	mounted []string
+	dns     []netip.AddrPort // the lease's DNS servers
+
 }
 
 func (s *Stage0) logf(format string, args ...any) {
@@ -78,6 +82,9 @@ func NBDHelper() error {
 		return fmt.Errorf("nbd helper: %w", err)
 	}
 	url := os.Getenv(envURL)
+	if r := Resolver(parseDNS(os.Getenv(envDNS))); r != nil {
+		net.DefaultResolver = r
+	}
 	if os.Getenv(envNBDMode) != "reconnect" {
 		err := nbd.Serve(dev, os.NewFile(3, "nbd-socket"), nbd.Export{Size: size, Flags: flags})
 		fmt.Fprintf(os.Stdout, "nbimg stage 0: the NBD connection to %s ended (%v): reads of the store fail from now on\n", url, err)
@@ -352,7 +359,13 @@ func (s *Stage0) network(ctx context.Context) error {
 			if err := dhcp.Configure(i, l); err != nil {
 				return err
 			}
-			s.logf("%s: %s (router %v, server %v)", i, l.Prefix(), l.Router, l.ServerID)
+			s.logf("%s: %s (router %v, server %v, DNS %v)", i, l.Prefix(), l.Router, l.ServerID, l.DNS)
+			for _, a := range l.DNS {
+				s.dns = append(s.dns, netip.AddrPortFrom(a, 53))
+			}
+			if r := Resolver(s.dns); r != nil {
+				net.DefaultResolver = r
+			}
 			return nil
 		}
 		if s.GiveUp > 0 && time.Since(start) > s.GiveUp {
@@ -438,7 +451,7 @@ func (s *Stage0) attachNBD(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("nbd: %w", err)
 	}
-	env := []string{envNBDDevice + "=" + nbdDevice, fmt.Sprintf("%s=%d %d", envNBDExport, ex.Size, ex.Flags), envURL + "=" + s.Cfg.URL}
+	env := []string{envNBDDevice + "=" + nbdDevice, fmt.Sprintf("%s=%d %d", envNBDExport, ex.Size, ex.Flags), envURL + "=" + s.Cfg.URL, envDNS + "=" + formatDNS(s.dns)}
 	helper := &exec.Cmd{Path: self, Args: []string{nbdHelperName}, Stdout: os.Stdout, Stderr: os.Stderr}
 	events, fam, err := s.netlinkConnect(sock, ex)
 	if err == nil {
