@@ -2,12 +2,14 @@ package netstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,15 +20,30 @@ import (
 
 // stage0ForTest gets the stage-0 program the way nbimg does when it is
 // not installed beside nbimg: built from the checkout with the Go
-// toolchain.
+// toolchain, once for all the boots of this package (each build costs
+// 10-30 s on a busy machine).
 func stage0ForTest(t *testing.T) []byte {
 	t.Helper()
-	b, err := Stage0(t.Context(), Stage0Options{GOARCH: "amd64", CacheDir: t.TempDir(), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
+	stage0Once.Do(func() {
+		dir, err := os.MkdirTemp("", "nbimg-stage0-test-")
+		if err != nil {
+			stage0Err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		builtStage0, stage0Err = Stage0(context.Background(), Stage0Options{GOARCH: "amd64", CacheDir: dir, Logf: t.Logf})
+	})
+	if stage0Err != nil {
+		t.Fatal(stage0Err)
 	}
-	return b
+	return builtStage0
 }
+
+var (
+	stage0Once  sync.Once
+	builtStage0 []byte
+	stage0Err   error
+)
 
 // netImage is a store image prepared for serving.
 type netImage struct {

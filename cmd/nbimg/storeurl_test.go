@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,19 +20,35 @@ import (
 )
 
 // stage0File writes the stage-0 program (built from the checkout, as nbimg
-// does when none is installed beside it) into the test's directory.
+// does when none is installed beside it, once for all tests) into the
+// test's directory.
 func stage0File(t *testing.T) string {
 	t.Helper()
-	b, err := netstore.Stage0(t.Context(), netstore.Stage0Options{GOARCH: "amd64", CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	stage0Once.Do(func() {
+		dir, err := os.MkdirTemp("", "nbimg-stage0-test-")
+		if err != nil {
+			stage0Err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		builtStage0, stage0Err = netstore.Stage0(context.Background(), netstore.Stage0Options{GOARCH: "amd64", CacheDir: dir})
+	})
+	if stage0Err != nil {
+		t.Fatal(stage0Err)
 	}
+	b := builtStage0
 	p := filepath.Join(t.TempDir(), "nbimg-stage0")
 	if err := os.WriteFile(p, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
+
+var (
+	stage0Once  sync.Once
+	builtStage0 []byte
+	stage0Err   error
+)
 
 // checkStoreURLTree checks a netboot directory written with --store-url:
 // the files, the manifest's store section against the image, the hash area
