@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/nbimg/nbimg/netstore"
 	"github.com/nbimg/nbimg/nixstore"
 	"github.com/nbimg/nbimg/stage0"
+	"github.com/nbimg/nbimg/stage0/fetch"
 )
 
 // StoreImageName is the store image's file name in a boot tree whose store
@@ -33,6 +35,52 @@ type NetStore struct {
 	// GiveUpSeconds is how long stage 0 keeps trying the server (0: its
 	// default; negative: forever).
 	GiveUpSeconds int
+	// CA is the PEM bundle of the only CAs stage 0 trusts for an https://
+	// server, and CASource says where it came from. Nil: the system's own
+	// bundle (SystemCABundle under the toplevel) if it has one; https://
+	// without either is refused.
+	CA       []byte
+	CASource string
+}
+
+// SystemCABundle is where a NixOS toplevel keeps its CA bundle.
+const SystemCABundle = "etc/ssl/certs/ca-certificates.crt"
+
+// ErrNoCA: an https:// store URL with no CA bundle to pin.
+var ErrNoCA = errors.New("an https:// store URL needs a CA bundle for stage 0 to verify the server: give --store-ca FILE (PEM)")
+
+// ResolveCA settles the CA bundle of an https:// store URL: n.CA as
+// given, else the system's own bundle (SystemCABundle under the
+// toplevel); it fails with ErrNoCA when there is neither, and when the
+// bundle holds anything but certificates. Other schemes need none and
+// keep no CA.
+func (n *NetStore) ResolveCA(c *nixstore.Closure) error {
+	u, err := stage0.ParseURL(n.URL)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" {
+		n.CA, n.CASource = nil, ""
+		return nil
+	}
+	if n.CA == nil {
+		if c.Toplevel == nil {
+			return ErrNoCA
+		}
+		p, err := c.Resolve(c.Toplevel.Path + "/" + SystemCABundle)
+		if err != nil {
+			return fmt.Errorf("%w (the system has no /%s)", ErrNoCA, SystemCABundle)
+		}
+		b, err := os.ReadFile(c.HostPath(p))
+		if err != nil {
+			return fmt.Errorf("the system's CA bundle: %w", err)
+		}
+		n.CA, n.CASource = b, p
+	}
+	if _, err := fetch.ParseCAs(n.CA); err != nil {
+		return fmt.Errorf("CA bundle %s: %w", n.CASource, err)
+	}
+	return nil
 }
 
 // Check validates the URL.
@@ -56,6 +104,10 @@ type ManifestStore struct {
 	InitrdSegment int64 `json:"initrd_segment_size"`
 	// Modules are the kernel modules copied into the segment.
 	Modules []string `json:"modules"`
+	// CA is where the CA bundle pinned for https:// came from, CASHA256
+	// its hash (both empty for other schemes).
+	CA       string `json:"ca,omitempty"`
+	CASHA256 string `json:"ca_sha256,omitempty"`
 }
 
 // writeNetStore writes tmp/nix-store.squashfs and the initrd file f (the
@@ -76,6 +128,10 @@ func writeNetStore(ctx context.Context, tmp string, f *os.File, c *nixstore.Clos
 	if o.Image == nil {
 		return nil, nil, errors.New("builder: --store-url needs an image writer")
 	}
+	if err := ns.ResolveCA(c); err != nil {
+		return nil, nil, err
+	}
+	ca, caSource := ns.CA, ns.CASource
 	logf := logOrDiscard(o.Logf)
 
 	// The image, then its hash area.
@@ -130,7 +186,7 @@ func writeNetStore(ctx context.Context, tmp string, f *os.File, c *nixstore.Clos
 		Verity: &p, GiveUpSeconds: ns.GiveUpSeconds,
 	}
 	seg, err := netstore.WriteSegment(f, netstore.SegmentOptions{
-		Stage0: ns.Stage0, Config: cfg, ModulesDir: mods[0], MTime: o.Initrd.MTime,
+		Stage0: ns.Stage0, Config: cfg, ModulesDir: mods[0], MTime: o.Initrd.MTime, CA: ca,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -139,10 +195,16 @@ func writeNetStore(ctx context.Context, tmp string, f *os.File, c *nixstore.Clos
 	res.Initrd.SegmentSize = seg.Size
 	res.Initrd.Size = off + seg.Size
 	logf("stage-0 segment: %d bytes, %d kernel modules", seg.Size, len(seg.Modules))
-	return res, &ManifestStore{
+	ms := &ManifestStore{
 		URL: ns.URL, File: StoreImageName, Size: size, SHA256: cfg.SHA256, DataSize: v.DataSize,
 		VerityRoot: p.RootHex, VeritySalt: p.SaltHex, InitrdSegment: seg.Size, Modules: seg.Modules,
-	}, nil
+	}
+	if ca != nil {
+		h := sha256.Sum256(ca)
+		ms.CA, ms.CASHA256 = caSource, hex.EncodeToString(h[:])
+		logf("https: stage 0 trusts only the CAs of %s", caSource)
+	}
+	return res, ms, nil
 }
 
 // netStoreCmdline is o.Cmdline with rdinit= naming stage 0 first when the

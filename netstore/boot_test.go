@@ -2,12 +2,14 @@ package netstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,15 +20,30 @@ import (
 
 // stage0ForTest gets the stage-0 program the way nbimg does when it is
 // not installed beside nbimg: built from the checkout with the Go
-// toolchain.
+// toolchain, once for all the boots of this package (each build costs
+// 10-30 s on a busy machine).
 func stage0ForTest(t *testing.T) []byte {
 	t.Helper()
-	b, err := Stage0(t.Context(), Stage0Options{GOARCH: "amd64", CacheDir: t.TempDir(), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
+	stage0Once.Do(func() {
+		dir, err := os.MkdirTemp("", "nbimg-stage0-test-")
+		if err != nil {
+			stage0Err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		builtStage0, stage0Err = Stage0(context.Background(), Stage0Options{GOARCH: "amd64", CacheDir: dir, Logf: t.Logf})
+	})
+	if stage0Err != nil {
+		t.Fatal(stage0Err)
 	}
-	return b
+	return builtStage0
 }
+
+var (
+	stage0Once  sync.Once
+	builtStage0 []byte
+	stage0Err   error
+)
 
 // netImage is a store image prepared for serving.
 type netImage struct {
@@ -282,6 +299,48 @@ func TestBootGiveUp(t *testing.T) {
 	for _, want := range []string{"waiting for " + url, "FAILED: gave up on " + url + " after 15s", qemu.PanicMarker} {
 		if !strings.Contains(console, want) {
 			t.Errorf("console lacks %q:\n%s", want, qemu.Tail([]byte(console), 20))
+		}
+	}
+}
+
+// TestBootNBDServerRestart kills the NBD server (nbdkit) when the
+// system's stage 2 starts and starts it again 5 s later, while stage 2
+// still reads the store for its content check: the kernel reports the
+// dead connection, stage 0's helper connects again through the kernel's
+// netlink interface, the reads that waited go on, and the whole check
+// passes.
+func TestBootNBDServerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("QEMU boot")
+	}
+	qemu.Require(t)
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	bin := stage0ForTest(t)
+	img := prepareImage(t, f.RefSquashfs, 0)
+	srv := qemu.ServeNbdkit(t, img.path)
+	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 120)
+	c := bootConfig(f, ird, "", 256)
+	var next io.Writer
+	if os.Getenv(qemu.ConsoleEnv) == "1" {
+		next = os.Stderr
+	}
+	restarted := make(chan error, 1)
+	c.Console = qemu.OnConsole("stage-2 [", next, func() {
+		restarted <- srv.Restart(5 * time.Second)
+	})
+	res := qemu.BootT(t, c)
+	select {
+	case err := <-restarted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the boot passed before the server restarted")
+	}
+	for _, want := range []string{"the kernel re-establishes lost connections", "lost the connection to " + srv.GuestURL, "/dev/nbd0 reconnected to " + srv.GuestURL} {
+		if !bytes.Contains(res.Console, []byte(want)) {
+			t.Errorf("console lacks %q", want)
 		}
 	}
 }

@@ -180,6 +180,10 @@ type SegmentOptions struct {
 	ModulesDir string
 	// Modules to copy besides BaseModules and the NIC drivers (names).
 	Modules []string
+	// CA is a PEM bundle of the CAs an https:// server may chain to: put
+	// at stage0.CAPath and named in the configuration (required for
+	// https://).
+	CA []byte
 	// MTime of the entries (zero: initrd.DefaultMTime).
 	MTime time.Time
 }
@@ -211,6 +215,9 @@ func WriteSegment(w io.Writer, o SegmentOptions) (*SegmentResult, error) {
 	cfg := o.Config
 	cfg.KernelVersion = version
 	cfg.Modules = load
+	if o.CA != nil {
+		cfg.CAFile = stage0.CAPath
+	}
 	conf, err := cfg.Marshal()
 	if err != nil {
 		return nil, err
@@ -225,6 +232,11 @@ func WriteSegment(w io.Writer, o SegmentOptions) (*SegmentResult, error) {
 	}
 	if err := a.AddBytes(strings.TrimPrefix(stage0.ConfigPath, "/"), 0o444, conf); err != nil {
 		return nil, err
+	}
+	if o.CA != nil {
+		if err := a.AddBytes(strings.TrimPrefix(stage0.CAPath, "/"), 0o444, o.CA); err != nil {
+			return nil, err
+		}
 	}
 	var names []string
 	for _, f := range files {

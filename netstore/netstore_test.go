@@ -116,6 +116,10 @@ func TestWriteSegment(t *testing.T) {
 		t.Errorf("an unneeded module was copied: %v", err)
 	}
 
+	if _, err := os.Stat(filepath.Join(out, "nbimg", "ca.pem")); !os.IsNotExist(err) {
+		t.Errorf("a CA bundle without https: %v", err)
+	}
+
 	// A module the configuration needs but the tree lacks is an error.
 	if _, err := WriteSegment(&b, SegmentOptions{Config: testConfig(), ModulesDir: mods, Modules: []string{"nosuch"}}); err == nil {
 		t.Error("a missing module was accepted")
@@ -157,5 +161,48 @@ func TestAppendVerity(t *testing.T) {
 	u := UUIDFor(v.Tree.Salt)
 	if u[6]>>4 != 4 || u[8]>>6 != 2 {
 		t.Errorf("UUID %x is not version 4 / RFC 4122", u)
+	}
+}
+
+// TestWriteSegmentCA: with a CA bundle, the segment holds it at
+// stage0.CAPath and the configuration names it (https:// needs it).
+func TestWriteSegmentCA(t *testing.T) {
+	cfg := testConfig()
+	cfg.URL = "https://10.0.2.2/x"
+	var seg bytes.Buffer
+	if _, err := WriteSegment(&seg, SegmentOptions{Config: cfg, ModulesDir: fakeModules(t)}); err == nil {
+		t.Error("https:// without a CA bundle was accepted")
+	}
+	ca := []byte("-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n")
+	seg.Reset()
+	if _, err := WriteSegment(&seg, SegmentOptions{Stage0: []byte("x"), Config: cfg, ModulesDir: fakeModules(t), CA: ca}); err != nil {
+		t.Fatal(err)
+	}
+	cpio := testutil.Tool(t, "cpio", "cpio")
+	zr, err := gzip.NewReader(&seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(cpio, "-i", "-d", "--quiet")
+	cmd.Dir = out
+	cmd.Stdin = zr
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("cpio -i: %v\n%s", err, b)
+	}
+	got, err := os.ReadFile(filepath.Join(out, strings.TrimPrefix(stage0.CAPath, "/")))
+	if err != nil || !bytes.Equal(got, ca) {
+		t.Errorf("CA bundle in the segment: %q, %v", got, err)
+	}
+	conf, err := os.ReadFile(filepath.Join(out, strings.TrimPrefix(stage0.ConfigPath, "/")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := stage0.ParseConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CAFile != stage0.CAPath {
+		t.Errorf("configuration's ca_file %q, want %q", c.CAFile, stage0.CAPath)
 	}
 }

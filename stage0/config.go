@@ -18,9 +18,17 @@
 //     (RAM) and its sha256, pinned in the configuration, is checked before
 //     anything uses it.
 //
-// Limits: IPv4 only; one NBD connection, not re-established when it drops
-// (reads then fail); https verifies the server against the CA bundle found
-// in the initrd at /etc/ssl/certs/ca-certificates.crt, if any.
+// Faults: stage 0 retries the server with backoff until the give-up time.
+// Over NBD it attaches the device through the kernel's netlink interface
+// with a dead-connection timeout (the give-up time) and leaves a helper
+// process that connects again whenever the kernel reports the connection
+// dead: reads wait meanwhile instead of failing. Kernels without that
+// interface get the older ioctl attachment, which does not reconnect.
+//
+// Store URLs may name hosts: stage 0 resolves them through the DHCP
+// lease's first DNS server.
+//
+// Limits: IPv4 only; one NBD connection.
 package stage0
 
 import (
@@ -43,6 +51,8 @@ const (
 	ConfigPath = "/nbimg/stage0.json"
 	// BinaryPath is where the stage-0 program is put; rdinit= names it.
 	BinaryPath = "/nbimg/stage0"
+	// CAPath is where nbimg puts the CA bundle https:// trusts.
+	CAPath = "/nbimg/ca.pem"
 	// ModulesDir holds the copied kernel modules: ModulesDir/<version>/...
 	ModulesDir = "/nbimg/lib/modules"
 	// DefaultImagePath is where NixOS's netboot stage 1 looks for the
@@ -69,6 +79,7 @@ const (
 var (
 	ErrConfig = errors.New("stage0: bad configuration")
 	ErrScheme = errors.New("stage0: unsupported store URL scheme (want nbd://, http:// or https://)")
+	ErrNoCA   = errors.New("stage0: https:// needs a CA bundle in the initrd to verify the server (build with nbimg --store-ca FILE)")
 )
 
 // Config is what nbimg writes to ConfigPath.
@@ -94,6 +105,9 @@ type Config struct {
 	// network comes up, e.g. nbd and dm_verity; NIC drivers are found by
 	// modalias.
 	Modules []string `json:"modules,omitempty"`
+	// CAFile is the PEM bundle of the only CAs an https:// server's
+	// certificate may chain to (CAPath; required for https).
+	CAFile string `json:"ca_file,omitempty"`
 	// GiveUpSeconds: how long to keep trying the server before giving up
 	// (0: the default, 300; negative: forever).
 	GiveUpSeconds int `json:"give_up_seconds,omitempty"`
@@ -147,7 +161,7 @@ func (c *Config) Validate() error {
 	if c.KernelVersion == "" || strings.ContainsAny(c.KernelVersion, "/\x00") || c.KernelVersion == ".." {
 		return fmt.Errorf("%w: kernel_version %q", ErrConfig, c.KernelVersion)
 	}
-	for _, p := range []string{c.ImagePath, c.Init} {
+	for _, p := range []string{c.ImagePath, c.Init, c.CAFile} {
 		if p != "" && !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("%w: path %q is not absolute", ErrConfig, p)
 		}
@@ -167,6 +181,9 @@ func (c *Config) Validate() error {
 	default:
 		if b, err := hex.DecodeString(c.SHA256); err != nil || len(b) != 32 {
 			return fmt.Errorf("%w: sha256 %q is not 32 hex bytes", ErrConfig, c.SHA256)
+		}
+		if u.Scheme == "https" && c.CAFile == "" {
+			return fmt.Errorf("%w: %w", ErrConfig, ErrNoCA)
 		}
 	}
 	return nil

@@ -157,3 +157,51 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestConfigPast4GiB: sizes and offsets past 2^32 survive the JSON round
+// trip (they are int64/uint64 throughout) and reach the dm-verity table
+// unchanged.
+func TestConfigPast4GiB(t *testing.T) {
+	const data = 5<<30 + 4096 // bytes, a multiple of 4096
+	c := validNBD()
+	c.Size = data + 41*4096 + 4096
+	c.Verity.DataBlocks = data / 4096
+	c.Verity.HashOffset = data
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != c.Size || got.Verity.HashOffset != data || got.Verity.DataBlocks != data/4096 {
+		t.Fatalf("round trip: size %d, hash offset %d, data blocks %d", got.Size, got.Verity.HashOffset, got.Verity.DataBlocks)
+	}
+	if got.Verity.Sectors() != data/512 {
+		t.Errorf("sectors %d, want %d", got.Verity.Sectors(), data/512)
+	}
+	tab, err := got.Verity.Table("43:0", "43:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := " 1310721 1310722 sha256 "; !strings.Contains(tab, want) {
+		t.Errorf("table %q lacks %q (data blocks, hash start block)", tab, want)
+	}
+}
+
+func TestConfigHTTPSNeedsCA(t *testing.T) {
+	c := validHTTP()
+	c.URL = "https://10.0.2.2:8443/nix-store.squashfs"
+	if err := c.Validate(); !errors.Is(err, ErrNoCA) {
+		t.Errorf("https without a CA bundle: %v, want %v", err, ErrNoCA)
+	}
+	c.CAFile = "nbimg/ca.pem"
+	if err := c.Validate(); err == nil {
+		t.Error("a relative CA path was accepted")
+	}
+	c.CAFile = CAPath
+	if err := c.Validate(); err != nil {
+		t.Errorf("https with a CA bundle: %v", err)
+	}
+}

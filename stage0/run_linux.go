@@ -2,15 +2,18 @@ package stage0
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,15 +26,25 @@ import (
 	"github.com/nbimg/nbimg/stage0/nbd"
 )
 
-// Environment of the NBD helper process (see ServeNBD).
+// Environment of the NBD helper process (see NBDHelper).
 const (
-	nbdHelperEnv = "NBIMG_STAGE0_NBD_DEVICE"
+	envNBDDevice = "NBIMG_STAGE0_NBD_DEVICE"
+	envNBDMode   = "NBIMG_STAGE0_NBD_MODE" // "ioctl" or "reconnect"
+	envNBDExport = "NBIMG_STAGE0_NBD_EXPORT"
+	envURL       = "NBIMG_STAGE0_URL"
+	envFamily    = "NBIMG_STAGE0_NBD_FAMILY"
+	envDNS       = "NBIMG_STAGE0_DNS"
 	// nbdHelperName is the helper's argv[0]: systemd spares processes
 	// whose argv[0] starts with '@' when it kills everything at shutdown,
 	// as the root file system still needs them.
 	nbdHelperName = "@nbimg-stage0-nbd"
 	nbdDevice     = "/dev/nbd0"
+	nbdIndex      = 0
 	verityName    = "nbimg-store"
+	// nbdRequestTimeout: a request unanswered this long marks the
+	// connection dead (the kernel then queues it again and waits for a
+	// new connection).
+	nbdRequestTimeout = 15
 )
 
 // Stage0 carries the console and the configuration through the steps.
@@ -43,6 +56,8 @@ type Stage0 struct {
 	Debug   bool
 
 	mounted []string
+	dns     []netip.AddrPort // the lease's DNS servers
+
 }
 
 func (s *Stage0) logf(format string, args ...any) {
@@ -50,21 +65,75 @@ func (s *Stage0) logf(format string, args ...any) {
 }
 
 // IsNBDHelper reports whether this process is the NBD helper that
-// ServeNBD starts.
-func IsNBDHelper() bool { return os.Getenv(nbdHelperEnv) != "" }
+// attachNBD starts.
+func IsNBDHelper() bool { return os.Getenv(envNBDDevice) != "" }
 
-// NBDHelper is the helper's main: it hands fd 3 (the negotiated
+// NBDHelper is the helper's main. In "reconnect" mode (the kernel's
+// netlink interface) it waits for the kernel's link-dead notifications on
+// the subscribed netlink socket inherited as fd 3 and gives the device a
+// new connection each time; in "ioctl" mode it hands fd 3 (the negotiated
 // connection) to the kernel and serves the device until the connection
 // ends.
 func NBDHelper() error {
-	dev := os.Getenv(nbdHelperEnv)
-	sock := os.NewFile(3, "nbd-socket")
+	dev := os.Getenv(envNBDDevice)
 	var size uint64
 	var flags uint16
-	if _, err := fmt.Sscanf(os.Getenv("NBIMG_STAGE0_NBD_EXPORT"), "%d %d", &size, &flags); err != nil {
+	if _, err := fmt.Sscanf(os.Getenv(envNBDExport), "%d %d", &size, &flags); err != nil {
 		return fmt.Errorf("nbd helper: %w", err)
 	}
-	return nbd.Serve(dev, sock, nbd.Export{Size: size, Flags: flags})
+	url := os.Getenv(envURL)
+	if r := Resolver(parseDNS(os.Getenv(envDNS))); r != nil {
+		net.DefaultResolver = r
+	}
+	if os.Getenv(envNBDMode) != "reconnect" {
+		err := nbd.Serve(dev, os.NewFile(3, "nbd-socket"), nbd.Export{Size: size, Flags: flags})
+		fmt.Fprintf(os.Stdout, "nbimg stage 0: the NBD connection to %s ended (%v): reads of the store fail from now on\n", url, err)
+		return nil
+	}
+	var fam uint16
+	if _, err := fmt.Sscanf(os.Getenv(envFamily), "%d", &fam); err != nil {
+		return fmt.Errorf("nbd helper: %w", err)
+	}
+	u, err := ParseURL(url)
+	if err != nil {
+		return err
+	}
+	// Reconnecting never gives up: the kernel's dead-connection timeout
+	// decides how long reads wait.
+	s := &Stage0{Cfg: &Config{URL: url, Size: int64(size)}, URL: u, Console: os.Stdout}
+	events := nbd.NetlinkFromFile(os.NewFile(3, "nbd-netlink"), fam)
+	for {
+		if err := events.WaitLinkDead(nbdIndex); err != nil {
+			s.logf("watching the NBD connection: %v", err)
+			return err
+		}
+		s.logf("lost the connection to %s: reconnecting %s", url, dev)
+		for !s.reconnect() {
+			time.Sleep(Backoff(3))
+		}
+	}
+}
+
+// reconnect gives the device a new connection; false: try again.
+func (s *Stage0) reconnect() bool {
+	sock, _, err := s.nbdConnect(context.Background())
+	if err != nil {
+		s.logf("%v", err)
+		return false
+	}
+	defer sock.Close()
+	nl, err := nbd.OpenNetlink()
+	if err != nil {
+		s.logf("%v", err)
+		return false
+	}
+	defer nl.Close()
+	if err := nl.Reconfigure(nbdIndex, sock); err != nil {
+		s.logf("%v", err)
+		return false
+	}
+	s.logf("%s reconnected to %s", nbdDevice, s.Cfg.URL)
+	return true
 }
 
 // Main runs stage 0 as PID 1 and, on success, does not return: it execs
@@ -293,7 +362,13 @@ func (s *Stage0) network(ctx context.Context) error {
 			if err := dhcp.Configure(i, l); err != nil {
 				return err
 			}
-			s.logf("%s: %s (router %v, server %v)", i, l.Prefix(), l.Router, l.ServerID)
+			s.logf("%s: %s (router %v, server %v, DNS %v)", i, l.Prefix(), l.Router, l.ServerID, l.DNS)
+			for _, a := range l.DNS {
+				s.dns = append(s.dns, netip.AddrPortFrom(a, 53))
+			}
+			if r := Resolver(s.dns); r != nil {
+				net.DefaultResolver = r
+			}
 			return nil
 		}
 		if s.GiveUp > 0 && time.Since(start) > s.GiveUp {
@@ -323,45 +398,82 @@ func (s *Stage0) dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 }
 
+// errWrongExport: the server serves an export of another size.
+var errWrongExport = errors.New("wrong image")
+
+// nbdConnect connects to the NBD server and negotiates the export,
+// retrying (with a console line every few seconds) until the give-up
+// time, and returns the connection as a file.
+func (s *Stage0) nbdConnect(ctx context.Context) (*os.File, nbd.Export, error) {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		conn, err := s.dial(ctx, s.URL.Addr)
+		if err != nil {
+			return nil, nbd.Export{}, err
+		}
+		conn.SetDeadline(time.Now().Add(30 * time.Second)) //nolint:errcheck // TCP supports deadlines
+		ex, err := nbd.Handshake(conn, s.URL.Export)
+		if err == nil && int64(ex.Size) != s.Cfg.Size {
+			err = fmt.Errorf("the export is %d bytes, the initrd expects %d: %w", ex.Size, s.Cfg.Size, errWrongExport)
+		}
+		if err == nil {
+			conn.SetDeadline(time.Time{}) //nolint:errcheck // as above
+			f, ferr := conn.(*net.TCPConn).File()
+			conn.Close()
+			if ferr != nil {
+				return nil, ex, fmt.Errorf("nbd: %w", ferr)
+			}
+			return f, ex, nil
+		}
+		conn.Close()
+		if errors.Is(err, errWrongExport) || (s.GiveUp > 0 && time.Since(start) > s.GiveUp) {
+			return nil, nbd.Export{}, fmt.Errorf("%s: %w", s.Cfg.URL, err)
+		}
+		// A server that is starting or restarting may accept and then
+		// drop connections: try again.
+		s.logf("waiting for %s: %v", s.Cfg.URL, err)
+		time.Sleep(Backoff(attempt))
+	}
+}
+
+// deadConnSeconds is how long the kernel holds I/O while the connection
+// is down: the give-up time, or ten years for "forever".
+func (s *Stage0) deadConnSeconds() uint64 {
+	if s.GiveUp <= 0 {
+		return 10 * 365 * 24 * 3600
+	}
+	return uint64(max(s.GiveUp/time.Second, 1))
+}
+
 func (s *Stage0) attachNBD(ctx context.Context) error {
-	conn, err := s.dial(ctx, s.URL.Addr)
+	sock, ex, err := s.nbdConnect(ctx)
 	if err != nil {
 		return err
-	}
-	conn.SetDeadline(time.Now().Add(30 * time.Second)) //nolint:errcheck // TCP supports deadlines
-	ex, err := nbd.Handshake(conn, s.URL.Export)
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("%s: %w", s.Cfg.URL, err)
-	}
-	conn.SetDeadline(time.Time{}) //nolint:errcheck // as above
-	if int64(ex.Size) != s.Cfg.Size {
-		conn.Close()
-		return fmt.Errorf("%s: the export is %d bytes, the initrd expects %d: wrong image", s.Cfg.URL, ex.Size, s.Cfg.Size)
-	}
-	sock, err := conn.(*net.TCPConn).File()
-	conn.Close()
-	if err != nil {
-		return fmt.Errorf("nbd: %w", err)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("nbd: %w", err)
 	}
-	cmd := &exec.Cmd{
-		Path:       self,
-		Args:       []string{nbdHelperName},
-		Env:        []string{nbdHelperEnv + "=" + nbdDevice, fmt.Sprintf("NBIMG_STAGE0_NBD_EXPORT=%d %d", ex.Size, ex.Flags)},
-		ExtraFiles: []*os.File{sock},
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
+	env := []string{envNBDDevice + "=" + nbdDevice, fmt.Sprintf("%s=%d %d", envNBDExport, ex.Size, ex.Flags), envURL + "=" + s.Cfg.URL, envDNS + "=" + formatDNS(s.dns)}
+	helper := &exec.Cmd{Path: self, Args: []string{nbdHelperName}, Stdout: os.Stdout, Stderr: os.Stderr}
+	events, fam, err := s.netlinkConnect(sock, ex)
+	if err == nil {
+		defer events.Close()
+		helper.Env = append(env, envNBDMode+"=reconnect", envFamily+"="+strconv.Itoa(int(fam)))
+		helper.ExtraFiles = []*os.File{events}
+		sock.Close()
+		s.logf("%s: the kernel re-establishes lost connections (I/O waits up to %ds)", nbdDevice, s.deadConnSeconds())
+	} else {
+		s.logf("%v: using the ioctl interface, which does not re-establish a lost connection", err)
+		helper.Env = append(env, envNBDMode+"=ioctl")
+		helper.ExtraFiles = []*os.File{sock}
+		defer sock.Close()
 	}
-	if err := cmd.Start(); err != nil {
+	if err := helper.Start(); err != nil {
 		return fmt.Errorf("starting the NBD helper: %w", err)
 	}
-	sock.Close()
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() { exited <- helper.Wait() }()
 	for i := 0; !nbd.Connected(nbdDevice); i++ {
 		select {
 		case err := <-exited:
@@ -399,8 +511,45 @@ func (s *Stage0) attachNBD(ctx context.Context) error {
 	return nil
 }
 
+// netlinkConnect connects the device through the kernel's netlink
+// interface with a dead-connection timeout, and returns a netlink socket
+// subscribed to link-dead notifications (joined before the connection
+// exists, so none is missed) for the reconnecting helper, with the nbd
+// family's id.
+func (s *Stage0) netlinkConnect(sock *os.File, ex nbd.Export) (*os.File, uint16, error) {
+	events, err := nbd.OpenNetlink()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer events.Close()
+	if err := events.Subscribe(); err != nil {
+		return nil, 0, err
+	}
+	cmd, err := nbd.OpenNetlink()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer cmd.Close()
+	err = cmd.Connect(sock, ex, nbd.ConnectOptions{Index: nbdIndex, TimeoutSeconds: nbdRequestTimeout, DeadConnSeconds: s.deadConnSeconds()})
+	if err != nil {
+		return nil, 0, err
+	}
+	return events.File()
+}
+
 func (s *Stage0) download(ctx context.Context) error {
+	var roots *x509.CertPool
+	if s.URL.Scheme == "https" {
+		if s.Cfg.CAFile == "" {
+			return fmt.Errorf("%s: %w", s.Cfg.URL, ErrNoCA)
+		}
+		var err error
+		if roots, err = fetch.LoadCAs(s.Cfg.CAFile); err != nil {
+			return err
+		}
+	}
 	err := fetch.Fetch(ctx, fetch.Options{
+		RootCAs: roots,
 		URL:     s.Cfg.URL,
 		Size:    s.Cfg.Size,
 		SHA256:  s.Cfg.SHA256,

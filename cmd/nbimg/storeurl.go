@@ -1,9 +1,13 @@
 package main
 
 import (
+	"os"
+	"strings"
+
 	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/netstore"
 	"github.com/nbimg/nbimg/nixstore"
+	"github.com/nbimg/nbimg/stage0/fetch"
 	"github.com/urfave/cli/v2"
 )
 
@@ -13,6 +17,7 @@ func storeURLFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "store-url", Usage: "serve the store image from `URL` (nbd://HOST[:PORT][/EXPORT] or http(s)://...) instead of putting it in the initrd; it is written as nix-store.squashfs beside the kernel"},
 		&cli.StringFlag{Name: "stage0", Usage: "with --store-url: the static stage-0 program `FILE` (default: $NBIMG_STAGE0, nbimg-stage0 beside nbimg, or built with the Go toolchain)", TakesFile: true},
+		&cli.StringFlag{Name: "store-ca", Usage: "with an https:// --store-url: the PEM bundle `FILE` of the only CAs stage 0 trusts for the server (copied into the initrd; default: the system's /etc/ssl/certs/ca-certificates.crt)", TakesFile: true},
 		&cli.IntFlag{Name: "store-giveup", Usage: "with --store-url: `SECONDS` stage 0 keeps trying the server before it stops the boot (0: 300; negative: forever)"},
 	}
 }
@@ -22,8 +27,8 @@ func storeURLFlags() []cli.Flag {
 func netStoreFromFlags(c *cli.Context, u *ui, cl *nixstore.Closure) (*builder.NetStore, error) {
 	url := c.String("store-url")
 	if url == "" {
-		if c.IsSet("stage0") || c.IsSet("store-giveup") {
-			return nil, usageErrorf("--stage0 and --store-giveup need --store-url")
+		if c.IsSet("stage0") || c.IsSet("store-giveup") || c.IsSet("store-ca") {
+			return nil, usageErrorf("--stage0, --store-ca and --store-giveup need --store-url")
 		}
 		return nil, nil
 	}
@@ -33,6 +38,22 @@ func netStoreFromFlags(c *cli.Context, u *ui, cl *nixstore.Closure) (*builder.Ne
 	ns := &builder.NetStore{URL: url, GiveUpSeconds: c.Int("store-giveup")}
 	if err := ns.Check(); err != nil {
 		return nil, usageErrorf("--store-url: %v", err)
+	}
+	if f := c.String("store-ca"); f != "" {
+		if !strings.HasPrefix(url, "https://") {
+			return nil, usageErrorf("--store-ca applies to an https:// --store-url")
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageErrorf("--store-ca: %v", err)
+		}
+		if _, err := fetch.ParseCAs(b); err != nil {
+			return nil, usageErrorf("--store-ca %s: %v", f, err)
+		}
+		ns.CA, ns.CASource = b, f
+	}
+	if err := ns.ResolveCA(cl); err != nil {
+		return nil, err
 	}
 	system := "x86_64-linux"
 	if cl.Toplevel != nil && cl.Toplevel.System != "" {

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,19 +20,35 @@ import (
 )
 
 // stage0File writes the stage-0 program (built from the checkout, as nbimg
-// does when none is installed beside it) into the test's directory.
+// does when none is installed beside it, once for all tests) into the
+// test's directory.
 func stage0File(t *testing.T) string {
 	t.Helper()
-	b, err := netstore.Stage0(t.Context(), netstore.Stage0Options{GOARCH: "amd64", CacheDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
+	stage0Once.Do(func() {
+		dir, err := os.MkdirTemp("", "nbimg-stage0-test-")
+		if err != nil {
+			stage0Err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		builtStage0, stage0Err = netstore.Stage0(context.Background(), netstore.Stage0Options{GOARCH: "amd64", CacheDir: dir})
+	})
+	if stage0Err != nil {
+		t.Fatal(stage0Err)
 	}
+	b := builtStage0
 	p := filepath.Join(t.TempDir(), "nbimg-stage0")
 	if err := os.WriteFile(p, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
+
+var (
+	stage0Once  sync.Once
+	builtStage0 []byte
+	stage0Err   error
+)
 
 // checkStoreURLTree checks a netboot directory written with --store-url:
 // the files, the manifest's store section against the image, the hash area
@@ -144,5 +164,59 @@ func TestNetbootStoreURLHTTP(t *testing.T) {
 		if !bytes.Contains(res.Console, []byte(want)) {
 			t.Errorf("console lacks %q", want)
 		}
+	}
+}
+
+// TestNetbootStoreURLHTTPS: an https:// store URL needs a CA bundle
+// (--store-ca, or the system's own, which the fixture lacks); with one,
+// stage 0 downloads the image over https from a loopback server whose
+// certificate a throwaway CA issued (reached by the guest at GuestHost)
+// and checks its sha256 as for http://.
+func TestNetbootStoreURLHTTPS(t *testing.T) {
+	f := testutil.LoadFixture(t)
+	ca := qemu.NewTestCA(t)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--quiet", "netboot", "-o", filepath.Join(t.TempDir(), "x"), "--toplevel", f.Toplevel, "--closure", f.ClosureDir}
+	code, _, errOut := runApp(t, append(base, "--store-url", "https://10.0.2.2:1/nix-store.squashfs", "--stage0", "/nonexistent")...)
+	if code == exitOK || !strings.Contains(errOut, "--store-ca") {
+		t.Errorf("https:// without a CA: exit %d, %q; want a failure naming --store-ca", code, errOut)
+	}
+	for _, bad := range [][]string{
+		{"--store-url", "http://10.0.2.2:1/x", "--store-ca", caFile},
+		{"--store-url", "https://10.0.2.2:1/x", "--store-ca", "/nonexistent"},
+		{"--store-url", "https://10.0.2.2:1/x", "--store-ca", filepath.Join(f.Toplevel, "init")},
+		{"--store-ca", caFile},
+	} {
+		if code, _, _ := runApp(t, append(base, bad...)...); code == exitOK {
+			t.Errorf("nbimg %v succeeded", bad)
+		}
+	}
+	if testing.Short() {
+		return // the build and the boot below take a minute
+	}
+	qemu.Require(t)
+	srvDir := t.TempDir()
+	srv := qemu.ServeHTTPS(t, srvDir, builder.StoreImageName, ca)
+	dir := buildNetboot(t, f, "--store-url", srv.GuestURL, "--stage0", stage0File(t), "--store-ca", caFile)
+	m := checkStoreURLTree(t, dir, srv.GuestURL)
+	sum := sha256.Sum256(ca.CertPEM)
+	if m.Store.CA != caFile || m.Store.CASHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("manifest: ca %q sha256 %q; want %q %x", m.Store.CA, m.Store.CASHA256, caFile, sum)
+	}
+	if err := os.Link(filepath.Join(dir, builder.StoreImageName), filepath.Join(srvDir, builder.StoreImageName)); err != nil {
+		t.Fatal(err)
+	}
+	c := qemu.Config{
+		Kernel: filepath.Join(dir, "bzImage"), Initrd: filepath.Join(dir, "initrd"),
+		Cmdline: ipxeCmdline(t, dir) + " fixture.check=none",
+		Marker:  f.Marker, FailMarkers: []string{f.FailMarker, "nbimg stage 0: FAILED"},
+		ExtraArgs: []string{"-nic", "user,model=virtio-net-pci"}, Memory: 512, Timeout: 8 * time.Minute,
+	}
+	res := qemu.BootT(t, c)
+	if !bytes.Contains(res.Console, []byte("sha256 matches")) {
+		t.Error("console lacks the sha256 line")
 	}
 }

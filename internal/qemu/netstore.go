@@ -2,8 +2,19 @@ package qemu
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
+	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +41,7 @@ type StoreServer struct {
 
 	dir  string // served by HTTP
 	mu   sync.Mutex
+	argv []string // the server's command, for Restart
 	cmd  *exec.Cmd
 	log  bytes.Buffer
 	done chan struct{}
@@ -167,6 +179,7 @@ func (s *StoreServer) start(t testing.TB, cmd *exec.Cmd) {
 		return
 	}
 	s.cmd = cmd
+	s.argv = cmd.Args
 	s.done = make(chan struct{})
 	go func() { cmd.Wait(); close(s.done) }() //nolint:errcheck // killed at cleanup; the log says why it ended
 	t.Cleanup(s.stop)
@@ -181,6 +194,161 @@ func (s *StoreServer) stop() {
 	}
 	cmd.Process.Kill() //nolint:errcheck // it may have exited already
 	<-done
+}
+
+// Restart kills the server (its clients see their connections drop),
+// waits down, and starts the same command again on the same port, waiting
+// until it listens. Not for nbd-server, which runs as a daemon. It may be
+// called from any goroutine.
+func (s *StoreServer) Restart(down time.Duration) error {
+	s.mu.Lock()
+	argv := s.argv
+	s.mu.Unlock()
+	if len(argv) == 0 {
+		return fmt.Errorf("store server: nothing to restart")
+	}
+	s.stop()
+	time.Sleep(down)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	s.mu.Lock()
+	cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.log}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("restarting %s: %w", argv[0], err)
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	done := s.done
+	s.mu.Unlock()
+	go func() { cmd.Wait(); close(done) }() //nolint:errcheck // killed at cleanup
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("store server not listening on port %d after a restart:\n%s", s.Port, s.Log())
+}
+
+// OnConsole returns a writer for Config.Console that calls f once, in a
+// goroutine of its own, when the console shows want, and copies the
+// console to next (nil: nowhere).
+func OnConsole(want string, next io.Writer, f func()) io.Writer {
+	return &consoleTrigger{want: []byte(want), next: next, f: f}
+}
+
+type consoleTrigger struct {
+	want, tail []byte
+	next       io.Writer
+	f          func()
+	fired      bool
+}
+
+func (c *consoleTrigger) Write(p []byte) (int, error) {
+	if c.next != nil {
+		c.next.Write(p) //nolint:errcheck // a copy for the reader, best effort
+	}
+	if !c.fired {
+		c.tail = append(c.tail, p...)
+		if bytes.Contains(c.tail, c.want) {
+			c.fired = true
+			go c.f()
+		}
+		if keep := len(c.want); len(c.tail) > keep {
+			c.tail = append(c.tail[:0], c.tail[len(c.tail)-keep:]...)
+		}
+	}
+	return len(p), nil
+}
+
+// TestCA is a throwaway certificate authority for https tests.
+type TestCA struct {
+	// CertPEM is the CA certificate, PEM encoded (what --store-ca takes).
+	CertPEM []byte
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+}
+
+// NewTestCA makes a CA valid from an hour ago for a day.
+func NewTestCA(t testing.TB) *TestCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "nbimg test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &TestCA{CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert: cert, key: key}
+}
+
+// ServerCert issues a server certificate for the given IP addresses.
+func (ca *TestCA) ServerCert(t testing.TB, ips ...net.IP) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "nbimg test server"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// ServeHTTPS serves dir read-only over https (Go's file server, with
+// ranges) on 127.0.0.1, with a certificate from ca for 127.0.0.1 and
+// GuestHost. name is the image's file name in dir.
+func ServeHTTPS(t testing.TB, dir, name string, ca *TestCA) *StoreServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	s := &StoreServer{
+		Port:     port,
+		HostURL:  fmt.Sprintf("https://127.0.0.1:%d/%s", port, name),
+		GuestURL: fmt.Sprintf("https://%s:%d/%s", GuestHost, port, name),
+		dir:      dir,
+	}
+	cert := ca.ServerCert(t, net.IPv4(127, 0, 0, 1), net.ParseIP(GuestHost))
+	srv := &http.Server{
+		Handler:           http.FileServer(http.Dir(dir)),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          log.New(&lockedWriter{mu: &s.mu, w: &s.log}, "", 0),
+	}
+	go srv.ServeTLS(l, "", "") //nolint:errcheck // ends with Close at cleanup
+	t.Cleanup(func() { srv.Close() })
+	return s
 }
 
 // Log returns what the server printed so far.

@@ -6,13 +6,20 @@
 // retried with backoff, resuming with a Range request when the server
 // honours it and from the start otherwise, until the give-up time passes
 // without a byte arriving.
-// A hash or size mismatch is not retried: the server has the wrong image.
+// A hash or size mismatch is not retried: the server has the wrong image;
+// nor is a server certificate that the pinned CAs do not vouch for.
+//
+// https:// verifies the server against RootCAs only (the CA bundle nbimg
+// put in the initrd), never against a system bundle.
 package fetch
 
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"hash"
@@ -28,7 +35,47 @@ var (
 	ErrMismatch = errors.New("fetch: sha256 mismatch")
 	ErrSize     = errors.New("fetch: size mismatch")
 	ErrGiveUp   = errors.New("fetch: gave up")
+	// ErrCertificate: the https server's certificate does not verify.
+	ErrCertificate = errors.New("fetch: untrusted server certificate")
+	// ErrCA: the CA bundle holds no certificate.
+	ErrCA = errors.New("fetch: bad CA bundle")
 )
+
+// LoadCAs reads a PEM bundle of CA certificates.
+func LoadCAs(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCA, err)
+	}
+	return ParseCAs(b)
+}
+
+// ParseCAs parses a PEM bundle of CA certificates; it fails unless every
+// PEM block is a certificate that parses and there is at least one.
+func ParseCAs(pemBytes []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := pemBytes; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%w: a %q PEM block, want only CERTIFICATE", ErrCA, blk.Type)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate %d: %w", ErrCA, n+1, err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: no PEM certificate in it", ErrCA)
+	}
+	return pool, nil
+}
 
 // Options describe one download.
 type Options struct {
@@ -41,7 +88,11 @@ type Options struct {
 	GiveUp time.Duration
 	// Backoff returns the wait before retry n (0-based).
 	Backoff func(n int) time.Duration
-	// Client defaults to one with a 30 s connect and header timeout.
+	// RootCAs are the only CAs https:// trusts (nil: the system's, which
+	// stage 0 never uses; see LoadCAs).
+	RootCAs *x509.CertPool
+	// Client defaults to one with a 30 s header timeout that trusts
+	// RootCAs.
 	Client *http.Client
 	// Log receives console lines (progress, retries).
 	Log func(format string, args ...any)
@@ -59,6 +110,7 @@ func (o *Options) defaults() {
 			Proxy:                 nil,
 			ResponseHeaderTimeout: 30 * time.Second,
 			DisableCompression:    true,
+			TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
 		}}
 	}
 	if o.Log == nil {
@@ -116,6 +168,10 @@ func Fetch(ctx context.Context, o Options) error {
 		}
 		if errors.Is(err, ErrSize) || ctx.Err() != nil {
 			return err
+		}
+		var cerr *tls.CertificateVerificationError
+		if errors.As(err, &cerr) {
+			return fmt.Errorf("%w: %s: the server's certificate is not vouched for by the CA bundle in the initrd (nbimg --store-ca): %w", ErrCertificate, o.URL, err)
 		}
 		if o.GiveUp > 0 && o.Now().Sub(start) >= o.GiveUp {
 			return fmt.Errorf("%w after %s: %s: %w", ErrGiveUp, o.Now().Sub(start).Round(time.Second), o.URL, err)

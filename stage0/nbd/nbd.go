@@ -1,7 +1,11 @@
 // Package nbd is the client side of the NBD protocol's handshake (fixed
 // newstyle negotiation, NBD_OPT_GO with a fallback to
 // NBD_OPT_EXPORT_NAME) and, on Linux, the hand-over of the negotiated
-// connection to the kernel's nbd driver (NBD_SET_SOCK ... NBD_DO_IT).
+// connection to the kernel's nbd driver: through generic netlink
+// (NBD_CMD_CONNECT with a dead-connection timeout, NBD_CMD_RECONFIGURE
+// with a new connection after an NBD_CMD_LINK_DEAD notification), or
+// through the older ioctls (NBD_SET_SOCK ... NBD_DO_IT), which cannot
+// replace a dead connection.
 //
 // The transmission phase is the kernel's: this package never reads blocks
 // itself. Limits: no TLS (NBD_OPT_STARTTLS), no structured replies, no
