@@ -27,6 +27,7 @@ targets=(
 	"./serve/tftp FuzzParseRequest 60000"
 	"./serve/nbd FuzzServeConn 120000"
 	"./stage0/nbd FuzzHandshake 150000"
+	"./stage0/nbd FuzzNetlink 300000"
 	"./stage0 FuzzParseConfig 60000"
 	"./stage0/dhcp FuzzParse 300000"
 	"./uki FuzzParse 50000"
