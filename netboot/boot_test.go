@@ -71,7 +71,6 @@ func TestBootUEFIPXE(t *testing.T) {
 	f := testutil.LoadFixture(t)
 	f.RequireReference(t)
 	bin := qemu.Require(t)
-	dnsmasq := testutil.Tool(t, "dnsmasq", "dnsmasq-base")
 	ipxe, err := netboot.FindIPXEEFI("")
 	if err != nil {
 		testutil.SkipOrFail(t, "%v", err)
@@ -108,23 +107,7 @@ func TestBootUEFIPXE(t *testing.T) {
 	}
 
 	// The LAN's DHCP server, then nbimg's proxy DHCP and TFTP server.
-	log := &syncWriter{}
-	for _, args := range [][]string{
-		{"--conf-file=/dev/null", "--port=0", "--interface=" + ns.Peer,
-			"--dhcp-range=10.99.0.10,10.99.0.50,255.255.255.0,1h", "--dhcp-leasefile=" + filepath.Join(dir, "leases")},
-		{"-C", filepath.Join(dir, netboot.DnsmasqName), "--interface=" + ns.Bridge},
-	} {
-		d := ns.Command(t.Context(), dnsmasq, append([]string{"-k", "--user=root", "--bind-interfaces", "--log-facility=-",
-			"--pid-file=" + filepath.Join(t.TempDir(), "dnsmasq.pid")}, args...)...)
-		d.Stdout, d.Stderr = log, log
-		if err := d.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Process.Kill() //nolint:errcheck // it may have exited; Wait reports how
-			d.Wait()         //nolint:errcheck // killed on purpose
-		})
-	}
+	log := ns.StartPXEServers(t, filepath.Join(dir, netboot.DnsmasqName))
 
 	wrapper, err := ns.Wrapper(t.TempDir(), bin)
 	if err != nil {

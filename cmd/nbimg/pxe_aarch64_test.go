@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -97,24 +96,6 @@ func TestPXEAArch64Only(t *testing.T) {
 	check.Dnsmasq(t, filepath.Join(dir, "dnsmasq.conf"))
 }
 
-// pxeLog collects a command's output from several goroutines.
-type pxeLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *pxeLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *pxeLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestPXEAArch64MixedBootsUEFI builds a tree of an x86_64 and an aarch64
 // system with --uefi uki and checks that each client architecture gets a
 // system of its own: BIOS clients and the menus the x86_64 one, x86-64
@@ -201,28 +182,11 @@ func TestPXEAArch64MixedBootsUEFI(t *testing.T) {
 
 	// The boot: an arm64 UEFI client on a LAN served by the tree's dnsmasq.
 	bin := qemu.RequireAAVMF(t)
-	dnsmasq := testutil.Tool(t, "dnsmasq", "dnsmasq-base")
 	ns := qemu.NetnsT(t)
 	if ns.Network() != lan {
 		t.Fatalf("the namespace's network is %s, the tree was built for %s", ns.Network(), lan)
 	}
-	log := &pxeLog{}
-	for _, args := range [][]string{
-		{"--conf-file=/dev/null", "--port=0", "--interface=" + ns.Peer,
-			"--dhcp-range=10.99.0.10,10.99.0.50,255.255.255.0,1h", "--dhcp-leasefile=" + filepath.Join(t.TempDir(), "leases")},
-		{"-C", filepath.Join(dir, netboot.DnsmasqName), "--interface=" + ns.Bridge},
-	} {
-		d := ns.Command(t.Context(), dnsmasq, append([]string{"-k", "--user=root", "--bind-interfaces", "--log-facility=-",
-			"--pid-file=" + filepath.Join(t.TempDir(), "dnsmasq.pid")}, args...)...)
-		d.Stdout, d.Stderr = log, log
-		if err := d.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Process.Kill() //nolint:errcheck // it may have exited; Wait reports how
-			d.Wait()         //nolint:errcheck // killed on purpose
-		})
-	}
+	log := ns.StartPXEServers(t, filepath.Join(dir, netboot.DnsmasqName))
 	wrapper, err := ns.Wrapper(t.TempDir(), bin)
 	if err != nil {
 		t.Fatal(err)
