@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -255,4 +256,26 @@ func quote(b []byte) string {
 	}
 	s.WriteByte('"')
 	return s.String()
+}
+
+// TestParseRefusesRelocations: a section header with COFF relocations
+// (an object file's, never an image's) is refused by name, as the fuzzer
+// found when debug/pe could not read such a UKI back.
+func TestParseRefusesRelocations(t *testing.T) {
+	for _, field := range []int{24, 32} { // PointerToRelocations, NumberOfRelocations
+		b := miniStub(false)
+		h := b[0x98+240+sectionHeaderSize:] // the second section, .data
+		if field == 24 {
+			binary.LittleEndian.PutUint32(h[field:], 0x10000)
+		} else {
+			binary.LittleEndian.PutUint16(h[field:], 3)
+		}
+		_, err := Parse(bytes.NewReader(b), int64(len(b)))
+		if err == nil || !strings.Contains(err.Error(), `section 1 (".data") has COFF relocations`) {
+			t.Errorf("relocation field at %d: %v, want a refusal naming .data", field, err)
+		}
+	}
+	if _, err := Parse(bytes.NewReader(miniStub(false)), int64(len(miniStub(false)))); err != nil {
+		t.Fatalf("the unchanged stub: %v", err)
+	}
 }

@@ -254,6 +254,12 @@ func Parse(r io.ReaderAt, size int64) (*PE, error) {
 		if uint64(s.VirtualAddress) < uint64(p.SizeOfHeaders) {
 			return nil, bad("section %d (%q) at address 0x%x overlaps the headers", i, s.Name, s.VirtualAddress)
 		}
+		// PointerToRelocations and NumberOfRelocations are zero in
+		// images (PE format: "set to zero for executable images"); an
+		// object file's relocations have no place in a UKI.
+		if le.Uint32(s.raw[24:]) != 0 || le.Uint16(s.raw[32:]) != 0 {
+			return nil, bad("section %d (%q) has COFF relocations: not an executable image", i, s.Name)
+		}
 		p.Sections = append(p.Sections, s)
 	}
 	return p, nil
