@@ -45,6 +45,8 @@ The netboot artifacts are in $dir:
   bzImage, initrd, netboot.ipxe, manifest.json (sizes and sha256 of each file)
 
 Serve them with one of (see examples/serving.md):
+  nbimg serve (proxy DHCP, TFTP and HTTP in one process; iPXE from Debian's ipxe):
+    sudo bin/nbimg serve --interface eth0 $dir
   pixiecore (proxy DHCP + its own HTTP/TFTP):
     pixiecore boot $dir/bzImage $dir/initrd --cmdline "$cmdline"
   dnsmasq (proxy DHCP + TFTP, chain-loading iPXE into netboot.ipxe):
