@@ -65,6 +65,10 @@ type Options struct {
 	// leases of LeaseTime (default one hour) kept in memory.
 	DHCPRange string
 	LeaseTime time.Duration
+	// DHCPRouter and DHCPDNS, with DHCPRange, are announced as the
+	// default gateway and the name servers.
+	DHCPRouter net.IP
+	DHCPDNS    []net.IP
 	// Machines is a machine map file (see LoadMachines); API a pixiecore
 	// API server base URL.
 	Machines string
@@ -159,7 +163,8 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
-		if s.pool, err = dhcp.NewPool(opts.Advertise, dhcp.PoolOptions{Start: start, End: end, Mask: mask, LeaseTime: opts.LeaseTime}); err != nil {
+		if s.pool, err = dhcp.NewPool(opts.Advertise, dhcp.PoolOptions{Start: start, End: end, Mask: mask, LeaseTime: opts.LeaseTime,
+			Router: opts.DHCPRouter, DNS: opts.DHCPDNS}); err != nil {
 			return nil, fmt.Errorf("serve: %w", err)
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"fmt"
-	"github.com/nbimg/nbimg/builder"
-	"github.com/nbimg/nbimg/nixstore"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +14,9 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/nbimg/nbimg/builder"
+	"github.com/nbimg/nbimg/nixstore"
 
 	"github.com/nbimg/nbimg/serve"
 	"github.com/nbimg/nbimg/serve/dhcp"
@@ -61,6 +62,8 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dhcp", Value: true, Usage: "answer PXE and HTTP boot clients as a proxy DHCP server (ports 67 and 4011)"},
 			&cli.StringFlag{Name: "dhcp-range", Usage: "be the network's DHCP server: hand out addresses from `START,END[,MASK]` (in --address's subnet; MASK defaults to 255.255.255.0), leases kept in memory"},
 			&cli.DurationFlag{Name: "dhcp-lease", Value: time.Hour, Usage: "lease `TIME` with --dhcp-range"},
+			&cli.StringFlag{Name: "dhcp-router", Usage: "with --dhcp-range, announce `IP` as the default gateway"},
+			&cli.StringFlag{Name: "dhcp-dns", Usage: "with --dhcp-range, announce these name servers (`IP[,IP...]`; stage 0 resolves store URL host names through the first)"},
 			&cli.IntFlag{Name: "http-port", Value: 80, Usage: "HTTP `PORT` (0: off)"},
 			&cli.IntFlag{Name: "tftp-port", Value: 69, Usage: "TFTP `PORT` (0: off)"},
 			&cli.IntFlag{Name: "nbd-port", Value: 10809, Usage: "NBD `PORT` (0: off)"},
@@ -85,6 +88,25 @@ func runServe(c *cli.Context) error {
 	}
 	opts := serve.Options{Dirs: c.Args().Slice(), Machines: c.String("machines"), API: c.String("api"),
 		MaxTFTPBlock: c.Int("tftp-max-blksize"), DHCPRange: c.String("dhcp-range"), LeaseTime: c.Duration("dhcp-lease")}
+	for _, name := range []string{"dhcp-router", "dhcp-dns"} {
+		if c.String(name) != "" && c.String("dhcp-range") == "" {
+			return usageErrorf("serve: --%s needs --dhcp-range", name)
+		}
+	}
+	if r := c.String("dhcp-router"); r != "" {
+		if opts.DHCPRouter = net.ParseIP(r).To4(); opts.DHCPRouter == nil {
+			return usageErrorf("serve: --dhcp-router %q: not an IPv4 address", r)
+		}
+	}
+	if d := c.String("dhcp-dns"); d != "" {
+		for _, f := range strings.Split(d, ",") {
+			ip := net.ParseIP(strings.TrimSpace(f)).To4()
+			if ip == nil {
+				return usageErrorf("serve: --dhcp-dns %q: %q is not an IPv4 address", d, f)
+			}
+			opts.DHCPDNS = append(opts.DHCPDNS, ip)
+		}
+	}
 	if d := c.String("ipxe-dir"); d != "" {
 		if _, err := os.Stat(d); err == nil {
 			opts.Dirs = append(opts.Dirs, d)

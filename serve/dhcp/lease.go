@@ -30,20 +30,6 @@ func (s *Server) handleLease(ctx context.Context, req *dhcpv4.DHCPv4, a Answer) 
 		c.MAC = mac
 	}
 	a.Client = c
-	var boot *Boot
-	if idErr == nil {
-		switch a.Type {
-		case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeInform:
-			b, ok, err := s.Decider.Decide(ctx, c)
-			if err != nil {
-				return nil, a, fmt.Errorf("dhcp: choosing a boot file for %s: %w", c.MAC, err)
-			}
-			if ok {
-				boot = &b
-				a.Boot = b
-			}
-		}
-	}
 	p := s.Pool
 	var addr net.IP
 	switch a.Type {
@@ -72,11 +58,13 @@ func (s *Server) handleLease(ctx context.Context, req *dhcpv4.DHCPv4, a Answer) 
 			if ci := req.ClientIPAddr; ci != nil && !ci.IsUnspecified() {
 				a.To = &net.UDPAddr{IP: ci, Port: 68} // renewing: it has the address
 			}
-		case sid != nil || p.InSubnet(want):
+		case sid != nil || p.Contains(want):
+			// Ours to refuse: it asked us (SELECTING) or for an
+			// address of our range (RFC 2131 4.3.2: a server with
+			// no record of the client stays silent otherwise).
 			a.Reply = dhcpv4.MessageTypeNak
-			boot = nil
 		default:
-			a.Ignored = fmt.Errorf("dhcp: %v is not on this network", want)
+			a.Ignored = fmt.Errorf("dhcp: %v is not one of this server's addresses", want)
 			return nil, a, nil
 		}
 	case dhcpv4.MessageTypeRelease:
@@ -88,15 +76,33 @@ func (s *Server) handleLease(ctx context.Context, req *dhcpv4.DHCPv4, a Answer) 
 		a.Ignored = errors.New("declined")
 		return nil, a, nil
 	case dhcpv4.MessageTypeInform:
-		a.Reply = dhcpv4.MessageTypeAck
-		if ci := req.ClientIPAddr; ci != nil && !ci.IsUnspecified() {
-			a.To = &net.UDPAddr{IP: ci, Port: 68}
+		ci := req.ClientIPAddr
+		if !p.InSubnet(ci) {
+			a.Ignored = fmt.Errorf("dhcp: an INFORM from %v, not on this network", ci)
+			return nil, a, nil
 		}
+		a.Reply = dhcpv4.MessageTypeAck
+		a.To = &net.UDPAddr{IP: ci, Port: 68}
 	default:
 		a.Ignored = fmt.Errorf("%w: message type %v", ErrNotBoot, a.Type)
 		return nil, a, nil
 	}
 	a.Addr = addr
+	// The boot file is chosen only for a reply this server sends (never
+	// for a request meant for another server); a Decider that fails (an
+	// API server down, a build error) costs the client its boot file, not
+	// its address.
+	var boot *Boot
+	if idErr == nil && a.Reply != dhcpv4.MessageTypeNak {
+		b, ok, err := s.Decider.Decide(ctx, c)
+		switch {
+		case err != nil:
+			s.logger().Warn("dhcp: no boot file", "mac", c.MAC.String(), "err", err)
+		case ok:
+			boot = &b
+			a.Boot = b
+		}
+	}
 	resp, err := s.leaseReply(req, c, boot, a.Reply, addr)
 	if err != nil {
 		return nil, a, err
@@ -135,6 +141,9 @@ func (s *Server) leaseReply(req *dhcpv4.DHCPv4, c Client, boot *Boot, typ dhcpv4
 	resp.UpdateOption(dhcpv4.OptSubnetMask(s.Pool.mask))
 	if s.Pool.router != nil {
 		resp.UpdateOption(dhcpv4.OptRouter(s.Pool.router))
+	}
+	if len(s.Pool.dns) > 0 {
+		resp.UpdateOption(dhcpv4.OptDNS(s.Pool.dns...))
 	}
 	if addr == nil {
 		resp.YourIPAddr = net.IPv4zero

@@ -27,6 +27,7 @@ type Pool struct {
 	start, end uint32
 	mask       net.IPMask
 	router     net.IP
+	dns        []net.IP
 	leaseTime  time.Duration
 	now        func() time.Time
 
@@ -57,6 +58,8 @@ type PoolOptions struct {
 	Mask net.IPMask
 	// Router, when set, is announced as the default gateway (option 3).
 	Router net.IP
+	// DNS, when set, are announced as the name servers (option 6).
+	DNS []net.IP
 	// LeaseTime defaults to one hour.
 	LeaseTime time.Duration
 	// Now defaults to time.Now (tests give a clock).
@@ -141,9 +144,19 @@ func NewPool(server net.IP, o PoolOptions) (*Pool, error) {
 	}
 	var router net.IP
 	if o.Router != nil {
-		router = o.Router.To4()
+		if router = o.Router.To4(); router == nil {
+			return nil, fmt.Errorf("%w: the router %v is not IPv4", ErrRange, o.Router)
+		}
 	}
-	return &Pool{start: s, end: e, mask: mask, router: router, leaseTime: o.LeaseTime, now: o.Now,
+	var dns []net.IP
+	for _, d := range o.DNS {
+		v := d.To4()
+		if v == nil {
+			return nil, fmt.Errorf("%w: the name server %v is not IPv4", ErrRange, d)
+		}
+		dns = append(dns, v)
+	}
+	return &Pool{start: s, end: e, mask: mask, router: router, dns: dns, leaseTime: o.LeaseTime, now: o.Now,
 		byMAC: map[string]*lease{}, byAddr: map[uint32]*lease{}}, nil
 }
 
@@ -250,7 +263,9 @@ func (p *Pool) Release(mac net.HardwareAddr, ip net.IP) {
 }
 
 // Decline marks ip as in use by someone else (DHCPDECLINE: the client
-// found it taken) for a lease time.
+// found it taken) for a lease time. Only the client the address was
+// offered or leased to can decline it: a DECLINE for another client's
+// address, or one never given to the sender, changes nothing.
 func (p *Pool) Decline(mac net.HardwareAddr, ip net.IP) {
 	v, ok := ip4(ip)
 	if !ok || v < p.start || v > p.end {
@@ -258,9 +273,11 @@ func (p *Pool) Decline(mac net.HardwareAddr, ip net.IP) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if l := p.byMAC[mac.String()]; l != nil && l.addr == v {
-		p.drop(l)
+	l := p.byMAC[mac.String()]
+	if l == nil || l.addr != v {
+		return
 	}
+	p.drop(l)
 	now := p.now()
 	p.set("declined "+ipOf(v).String(), v, p.leaseTime, true, now)
 }

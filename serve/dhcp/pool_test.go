@@ -18,7 +18,7 @@ func (c *clock) now() time.Time { return c.t }
 func testPool(t testing.TB, start, end string, c *clock) *Pool {
 	t.Helper()
 	p, err := NewPool(server, PoolOptions{Start: net.ParseIP(start), End: net.ParseIP(end), LeaseTime: time.Hour,
-		Router: net.ParseIP("10.9.8.254"), Now: c.now})
+		Router: net.ParseIP("10.9.8.254"), DNS: []net.IP{net.ParseIP("10.9.8.253")}, Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +197,7 @@ func TestFullDHCP(t *testing.T) {
 		t.Fatalf("offer: %v", offer)
 	}
 	if offer.SubnetMask().String() != "ffffff00" || offer.IPAddressLeaseTime(0) != time.Hour || len(offer.Router()) != 1 ||
+		len(offer.DNS()) != 1 || !offer.DNS()[0].Equal(net.IPv4(10, 9, 8, 253)) ||
 		!offer.ServerIdentifier().Equal(server) || offer.BootFileName != "" || offer.ClassIdentifier() != "" {
 		t.Errorf("offer options: %v", offer.Summary())
 	}
@@ -266,5 +267,61 @@ func TestFullDHCP(t *testing.T) {
 	}
 	if r, err := dhcpv4.FromBytes(b); err != nil || !r.YourIPAddr.IsUnspecified() {
 		t.Errorf("port 4011 gave an address: %v %v", r, err)
+	}
+}
+
+// TestFullDHCPHostile: what one host on the LAN can send must not take
+// another client's address or use the server against others: a DECLINE
+// of an address leased to someone else changes nothing, an INFORM from
+// off the network and a REQUEST for an address outside the range that no
+// one asked this server for go unanswered, and a Decider that fails still
+// leaves a boot client its address.
+func TestFullDHCPHostile(t *testing.T) {
+	c := &clock{time.Unix(1_000_000, 0)}
+	failing := DeciderFunc(func(context.Context, Client) (Boot, bool, error) {
+		return Boot{}, false, errors.New("api server down")
+	})
+	s := leaseServer(t, c, failing)
+	holder := "52:54:00:00:00:01"
+	offer, _ := handle(t, s, request(t, dhcpv4.MessageTypeDiscover, holder, "", -1, false))
+	if offer == nil {
+		t.Fatal("no offer")
+	}
+	addr := offer.YourIPAddr
+	req := request(t, dhcpv4.MessageTypeRequest, holder, "", -1, false)
+	req.UpdateOption(dhcpv4.OptRequestedIPAddress(addr))
+	req.UpdateOption(dhcpv4.OptServerIdentifier(server))
+	if ack, _ := handle(t, s, req); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("ack: %v", ack)
+	}
+
+	decline := request(t, dhcpv4.MessageTypeDecline, "52:54:00:00:00:66", "", -1, false)
+	decline.UpdateOption(dhcpv4.OptRequestedIPAddress(addr))
+	decline.UpdateOption(dhcpv4.OptServerIdentifier(server))
+	handle(t, s, decline)
+	renew := request(t, dhcpv4.MessageTypeRequest, holder, "", -1, false)
+	renew.ClientIPAddr = addr
+	if ack, _ := handle(t, s, renew); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || !ack.YourIPAddr.Equal(addr) {
+		t.Errorf("after another host declined %v, its holder's renewal got %v", addr, ack)
+	}
+
+	inf := request(t, dhcpv4.MessageTypeInform, "52:54:00:00:00:67", "", -1, false)
+	inf.ClientIPAddr = net.IPv4(192, 0, 2, 9)
+	if r, a := handle(t, s, inf); r != nil || a.Ignored == nil {
+		t.Errorf("INFORM from off the network answered (to %v): %v", a.To, r)
+	}
+
+	// In the subnet, outside the range, no server identifier: another
+	// server's or a static address; this server has no say.
+	reboot := request(t, dhcpv4.MessageTypeRequest, "52:54:00:00:00:68", "", -1, false)
+	reboot.UpdateOption(dhcpv4.OptRequestedIPAddress(net.IPv4(10, 9, 8, 200)))
+	if r, _ := handle(t, s, reboot); r != nil {
+		t.Errorf("REQUEST for an address outside the range answered: %v", r)
+	}
+
+	pxe := request(t, dhcpv4.MessageTypeDiscover, "52:54:00:00:00:69", "PXEClient:Arch:00000:UNDI:002001", 0, false)
+	offer, a := handle(t, s, pxe)
+	if offer == nil || !s.Pool.Contains(offer.YourIPAddr) || offer.BootFileName != "" || a.Boot.File != "" {
+		t.Errorf("a PXE client whose boot file could not be chosen: %v (boot %+v), want an address without a boot file", offer, a.Boot)
 	}
 }
