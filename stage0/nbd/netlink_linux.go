@@ -14,6 +14,10 @@ type Netlink struct {
 	fd  int
 	fam family
 	seq uint32
+	// file, for an inherited socket, keeps the *os.File that owns fd
+	// reachable: the garbage collector would otherwise close fd when it
+	// finalizes the file.
+	file *os.File
 }
 
 // OpenNetlink opens a generic netlink socket and looks up the nbd family
@@ -50,7 +54,7 @@ func OpenNetlink() (*Netlink, error) {
 // NetlinkFromFile wraps an inherited netlink socket (see File) whose
 // family the parent looked up.
 func NetlinkFromFile(f *os.File, familyID uint16) *Netlink {
-	return &Netlink{fd: int(f.Fd()), fam: family{id: familyID}}
+	return &Netlink{fd: int(f.Fd()), fam: family{id: familyID}, file: f}
 }
 
 // File returns a duplicate of the socket as a file (for a child process)
@@ -64,7 +68,12 @@ func (n *Netlink) File() (*os.File, uint16, error) {
 }
 
 // Close closes the socket.
-func (n *Netlink) Close() error { return unix.Close(n.fd) }
+func (n *Netlink) Close() error {
+	if n.file != nil {
+		return n.file.Close()
+	}
+	return unix.Close(n.fd)
+}
 
 func (n *Netlink) next() uint32 { n.seq++; return n.seq }
 
