@@ -105,19 +105,19 @@ func (o *Options) defaults() {
 	if o.Backoff == nil {
 		o.Backoff = func(int) time.Duration { return 2 * time.Second }
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	if o.Client == nil {
 		o.Client = &http.Client{Transport: &http.Transport{
 			Proxy:                 nil,
 			ResponseHeaderTimeout: 30 * time.Second,
 			DisableCompression:    true,
-			TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+			TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12, Time: o.Now},
 		}}
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	if o.Sleep == nil {
 		o.Sleep = func(ctx context.Context, d time.Duration) error {
@@ -170,6 +170,12 @@ func Fetch(ctx context.Context, o Options) error {
 			return err
 		}
 		var cerr *tls.CertificateVerificationError
+		var invalid x509.CertificateInvalidError
+		if errors.As(err, &cerr) && errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+			// Boards without a battery-backed clock start near 1970.
+			return fmt.Errorf("%w: %s: the server's certificate is not valid at this machine's clock (%s): set the clock (firmware or RTC), or serve the image over http:// (its sha256 is pinned all the same): %w",
+				ErrCertificate, o.URL, o.Now().UTC().Format(time.RFC3339), err)
+		}
 		if errors.As(err, &cerr) {
 			return fmt.Errorf("%w: %s: the server's certificate is not vouched for by the CA bundle in the initrd (nbimg --store-ca): %w", ErrCertificate, o.URL, err)
 		}

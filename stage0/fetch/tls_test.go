@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,16 @@ func TestFetchHTTPS(t *testing.T) {
 		if _, err := os.Stat(o.Dest); !os.IsNotExist(err) {
 			t.Errorf("%s: %s exists (%v)", name, o.Dest, err)
 		}
+	}
+
+	// A board without a battery-backed clock, near 1970: refused at once,
+	// naming the clock.
+	o = opts(sum)
+	o.RootCAs = pool
+	o.Now = func() time.Time { return time.Unix(86400, 0) }
+	err = Fetch(context.Background(), o)
+	if !errors.Is(err, ErrCertificate) || !strings.Contains(err.Error(), "not valid at this machine's clock (1970-01-02T00:00:00Z)") {
+		t.Errorf("with the clock at 1970: %v, want %v naming the clock", err, ErrCertificate)
 	}
 
 	bad := append([]byte(nil), img...)
