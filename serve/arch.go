@@ -56,6 +56,26 @@ type manifestArch struct {
 // the TFTP and HTTP servers would send, as they search the roots in the
 // same order.
 func (r *roots) fileArch(name string) string {
+	r.mu.Lock()
+	a, ok := r.archs[name]
+	r.mu.Unlock()
+	if ok {
+		return a
+	}
+	a = r.readFileArch(name)
+	if a != "" {
+		r.mu.Lock()
+		if r.archs == nil {
+			r.archs = map[string]string{}
+		}
+		r.archs[name] = a
+		r.mu.Unlock()
+	}
+	return a
+}
+
+// readFileArch is fileArch without the memory.
+func (r *roots) readFileArch(name string) string {
 	i := r.which(name)
 	if i < 0 {
 		return ""

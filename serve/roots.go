@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 )
 
 // ErrBadPath is returned for a name that is not a plain relative path
@@ -19,6 +20,15 @@ var ErrBadPath = errors.New("serve: path outside the served roots")
 type roots struct {
 	dirs []string
 	rs   []*os.Root
+
+	// archs remembers fileArch's answers and ukis findFor's finds, so a
+	// DHCP request (which anyone on the LAN can send) reads manifests, PE
+	// headers and directories once per loaded state (SIGHUP loads anew),
+	// not once per packet. Both are bounded: archs by the files the
+	// boot-file lists name, ukis by the architectures.
+	mu    sync.Mutex
+	archs map[string]string
+	ukis  map[string]string
 }
 
 func openRoots(dirs []string) (*roots, error) {
@@ -133,9 +143,23 @@ func (r *roots) firstFor(arch, dir string, names ...string) (string, bool) {
 // findFor searches the directories under the roots (as find does, up to
 // depth deep) for a UKI of the architecture arch, in UKINames order.
 func (r *roots) findFor(arch string, depth int) (string, bool) {
+	r.mu.Lock()
+	p, ok := r.ukis[arch]
+	r.mu.Unlock()
+	if ok {
+		return p, true
+	}
 	for _, n := range UKINames {
 		for _, p := range r.find(n, depth, maxUKISearch) {
 			if r.fileArch(p) == arch {
+				// Only finds are kept: dynamic mode may build a
+				// system under the roots later.
+				r.mu.Lock()
+				if r.ukis == nil {
+					r.ukis = map[string]string{}
+				}
+				r.ukis[arch] = p
+				r.mu.Unlock()
 				return p, true
 			}
 		}
