@@ -140,13 +140,21 @@ func Create(name string, write func(f *os.File) error) (err error) {
 	if err := write(f); err != nil {
 		return nameTarget(err, f.Name(), name)
 	}
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+	return finish(f, name)
+}
+
+// finish gives the written temporary file f mode 0644, syncs and closes
+// it, and renames it to name unless name has meanwhile become something
+// that must not be replaced. f is closed in every case.
+func finish(f *os.File, name string) error {
+	err := f.Chmod(0o644)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	// The target may have appeared since the check (another process).

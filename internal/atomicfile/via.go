@@ -38,28 +38,12 @@ func CreateVia(name string, write func(tmpDir string) (string, error)) (err erro
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	st, err := f.Stat()
-	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("not a regular file")
-	}
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("not a regular file")
+		}
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	// The target may have appeared since the check (another process).
-	if err := checkTarget(name, false); err != nil {
-		return err
-	}
-	if err := os.Rename(p, name); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	return nil
+	return finish(f, name)
 }
