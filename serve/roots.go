@@ -97,15 +97,7 @@ func (r *roots) open(name string) (*os.File, fs.FileInfo, error) {
 // exists reports whether a regular file is found under name.
 func (r *roots) exists(name string) bool {
 	name, err := CleanName(name)
-	if err != nil {
-		return false
-	}
-	for _, root := range r.rs {
-		if st, err := root.Stat(name); err == nil && st.Mode().IsRegular() {
-			return true
-		}
-	}
-	return false
+	return err == nil && r.which(name) >= 0
 }
 
 // which returns the index of the first root with a regular file at the

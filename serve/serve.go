@@ -44,6 +44,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/nbimg/nbimg/serve/dhcp"
 	"github.com/nbimg/nbimg/serve/nbd"
 	"github.com/nbimg/nbimg/serve/tftp"
@@ -345,7 +346,7 @@ func (s *Server) Run(ctx context.Context) error {
 			if a.Ignored == nil && a.Reply != 0 {
 				s.m.add("nbimg_serve_dhcp_leases_total", 1, "reply", a.Reply.String())
 			}
-			if a.Ignored == nil && a.Client.Class != dhcp.ClassNone {
+			if a.Ignored == nil && a.Client.Class != dhcp.ClassNone && a.Reply != dhcpv4.MessageTypeNak {
 				s.m.add("nbimg_serve_dhcp_answers_total", 1, "class", a.Client.Class.String(), "ipxe", strconv.FormatBool(a.Client.IPXE))
 			}
 		}}
