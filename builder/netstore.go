@@ -49,38 +49,38 @@ const SystemCABundle = "etc/ssl/certs/ca-certificates.crt"
 // ErrNoCA: an https:// store URL with no CA bundle to pin.
 var ErrNoCA = errors.New("an https:// store URL needs a CA bundle for stage 0 to verify the server: give --store-ca FILE (PEM)")
 
-// ResolveCA settles the CA bundle of an https:// store URL: n.CA as
-// given, else the system's own bundle (SystemCABundle under the
-// toplevel); it fails with ErrNoCA when there is neither, and when the
-// bundle holds anything but certificates. Other schemes need none and
-// keep no CA.
-func (n *NetStore) ResolveCA(c *nixstore.Closure) error {
+// ResolveCA returns the CA bundle of an https:// store URL for the
+// system c and where it came from: n.CA as given, else the system's own
+// bundle (SystemCABundle under the toplevel). It fails with ErrNoCA when
+// there is neither, and when the bundle holds anything but certificates.
+// Other schemes need none (nil). n is not changed: a tree of several
+// systems resolves each system's own bundle.
+func (n *NetStore) ResolveCA(c *nixstore.Closure) (ca []byte, source string, err error) {
 	u, err := stage0.ParseURL(n.URL)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if u.Scheme != "https" {
-		n.CA, n.CASource = nil, ""
-		return nil
+		return nil, "", nil
 	}
-	if n.CA == nil {
+	ca, source = n.CA, n.CASource
+	if ca == nil {
 		if c.Toplevel == nil {
-			return ErrNoCA
+			return nil, "", ErrNoCA
 		}
 		p, err := c.Resolve(c.Toplevel.Path + "/" + SystemCABundle)
 		if err != nil {
-			return fmt.Errorf("%w (the system has no /%s)", ErrNoCA, SystemCABundle)
+			return nil, "", fmt.Errorf("%w (the system has no /%s)", ErrNoCA, SystemCABundle)
 		}
-		b, err := os.ReadFile(c.HostPath(p))
-		if err != nil {
-			return fmt.Errorf("the system's CA bundle: %w", err)
+		if ca, err = os.ReadFile(c.HostPath(p)); err != nil {
+			return nil, "", fmt.Errorf("the system's CA bundle: %w", err)
 		}
-		n.CA, n.CASource = b, p
+		source = p
 	}
-	if _, err := fetch.ParseCAs(n.CA); err != nil {
-		return fmt.Errorf("CA bundle %s: %w", n.CASource, err)
+	if _, err := fetch.ParseCAs(ca); err != nil {
+		return nil, "", fmt.Errorf("CA bundle %s: %w", source, err)
 	}
-	return nil
+	return ca, source, nil
 }
 
 // Check validates the URL.
@@ -128,10 +128,10 @@ func writeNetStore(ctx context.Context, tmp string, f *os.File, c *nixstore.Clos
 	if o.Image == nil {
 		return nil, nil, errors.New("builder: --store-url needs an image writer")
 	}
-	if err := ns.ResolveCA(c); err != nil {
+	ca, caSource, err := ns.ResolveCA(c)
+	if err != nil {
 		return nil, nil, err
 	}
-	ca, caSource := ns.CA, ns.CASource
 	logf := logOrDiscard(o.Logf)
 
 	// The image, then its hash area.

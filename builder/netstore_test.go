@@ -39,21 +39,25 @@ func TestResolveCA(t *testing.T) {
 	c := &nixstore.Closure{StoreDir: "/nix/store", StoreRoot: root, Toplevel: &nixstore.Toplevel{Path: "/nix/store/aaaa-system"}}
 
 	n := &NetStore{URL: "https://10.0.2.2/nix-store.squashfs"}
-	if err := n.ResolveCA(c); err != nil {
+	got, source, err := n.ResolveCA(c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(n.CA, ca) || n.CASource != "/nix/store/cccc-cacert/etc/ssl/certs/ca-bundle.crt" {
-		t.Errorf("system CA from %q (%d bytes)", n.CASource, len(n.CA))
+	if !bytes.Equal(got, ca) || source != "/nix/store/cccc-cacert/etc/ssl/certs/ca-bundle.crt" {
+		t.Errorf("system CA from %q (%d bytes)", source, len(got))
+	}
+	if n.CA != nil || n.CASource != "" {
+		t.Errorf("ResolveCA changed the options: %q", n.CASource)
 	}
 
 	given := qemu.NewTestCA(t).CertPEM
 	n = &NetStore{URL: "https://10.0.2.2/x", CA: given, CASource: "ca.pem"}
-	if err := n.ResolveCA(c); err != nil || !bytes.Equal(n.CA, given) {
-		t.Errorf("--store-ca's bundle was not kept (%v)", err)
+	if got, source, err := n.ResolveCA(c); err != nil || !bytes.Equal(got, given) || source != "ca.pem" {
+		t.Errorf("--store-ca's bundle was not kept (%v, from %q)", err, source)
 	}
 
 	n = &NetStore{URL: "http://10.0.2.2/x", CA: given}
-	if err := n.ResolveCA(c); err != nil || n.CA != nil {
+	if got, _, err := n.ResolveCA(c); err != nil || got != nil {
 		t.Errorf("http:// keeps a CA (%v)", err)
 	}
 
@@ -61,11 +65,11 @@ func TestResolveCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	n = &NetStore{URL: "https://10.0.2.2/x"}
-	if err := n.ResolveCA(c); !errors.Is(err, ErrNoCA) {
+	if _, _, err := n.ResolveCA(c); !errors.Is(err, ErrNoCA) {
 		t.Errorf("no CA anywhere: %v, want %v", err, ErrNoCA)
 	}
 	n = &NetStore{URL: "https://10.0.2.2/x", CA: []byte("not PEM"), CASource: "bad.pem"}
-	if err := n.ResolveCA(c); err == nil {
+	if _, _, err := n.ResolveCA(c); err == nil {
 		t.Error("a bundle without certificates was accepted")
 	}
 }

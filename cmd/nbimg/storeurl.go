@@ -7,7 +7,6 @@ import (
 	"github.com/nbimg/nbimg/builder"
 	"github.com/nbimg/nbimg/netstore"
 	"github.com/nbimg/nbimg/nixstore"
-	"github.com/nbimg/nbimg/stage0/fetch"
 	"github.com/urfave/cli/v2"
 )
 
@@ -47,12 +46,13 @@ func netStoreFromFlags(c *cli.Context, u *ui, cl *nixstore.Closure) (*builder.Ne
 		if err != nil {
 			return nil, usageErrorf("--store-ca: %v", err)
 		}
-		if _, err := fetch.ParseCAs(b); err != nil {
-			return nil, usageErrorf("--store-ca %s: %v", f, err)
-		}
 		ns.CA, ns.CASource = b, f
 	}
-	if err := ns.ResolveCA(cl); err != nil {
+	// Early, before any build: the bundle is settled again per system.
+	if _, _, err := ns.ResolveCA(cl); err != nil {
+		if ns.CA != nil {
+			return nil, usageErrorf("--store-ca %s: %v", ns.CASource, err)
+		}
 		return nil, err
 	}
 	system := "x86_64-linux"
