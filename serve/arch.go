@@ -44,6 +44,12 @@ type manifestArch struct {
 		Arch string `json:"arch"`
 		UKI  string `json:"uki"`
 	} `json:"entries"`
+	// Clients (nbimg pxe): the boot file of each kind of client, by
+	// the architecture it boots, relative to the manifest's directory.
+	Clients []struct {
+		Arch     string `json:"arch"`
+		BootFile string `json:"boot_file"`
+	} `json:"clients"`
 }
 
 // fileArch returns the architecture of the EFI program at name (a

@@ -178,3 +178,34 @@ func TestPEArch(t *testing.T) {
 	}
 	check(testutil.AArch64Stub(t, testutil.LoadFixtureAArch64(t)), ArchArm64)
 }
+
+// TestUnplacedClientPXETree: a client the machine map does not place,
+// served a pxe tree, gets the UKI the tree's manifest.json names for its
+// architecture (clients[].boot_file, what the tree's dnsmasq.conf gives),
+// not the first in directory order.
+func TestUnplacedClientPXETree(t *testing.T) {
+	root := t.TempDir()
+	for f, b := range map[string]string{
+		"manifest.json": `{"inputs": {"arch": "aarch64"},
+			"entries": [{"dir": "tftp/zz-first", "arch": "aarch64"}, {"dir": "tftp/aa-second", "arch": "aarch64"}],
+			"clients": [{"client": "aarch64-efi", "client_arch": [11], "arch": "aarch64", "boot_file": "tftp/zz-first/nixos.efi"}]}`,
+		"tftp/zz-first/nixos.efi":  "first system's uki",
+		"tftp/aa-second/nixos.efi": "second system's uki",
+	} {
+		writeFile(t, filepath.Join(root, f), []byte(b))
+	}
+	s, _ := running(t, Options{Dirs: []string{root}, Advertise: net.IPv4(127, 0, 0, 1)})
+	mac, err := net.ParseMAC("52:54:00:00:03:01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second answer comes from memory
+		b, ok, err := s.Decide(context.Background(), dhcp.Client{MAC: mac, Class: dhcp.ClassEFIArm64})
+		if err != nil || !ok || b.File != "tftp/zz-first/nixos.efi" {
+			t.Errorf("unplaced arm64 client: %q %v %v, want tftp/zz-first/nixos.efi", b.File, ok, err)
+		}
+	}
+	if b, ok, err := s.Decide(context.Background(), dhcp.Client{MAC: mac, Class: dhcp.ClassEFIx86}); err != nil || ok {
+		t.Errorf("unplaced x86 client: %q %v %v, want no answer (the tree has no x86 system)", b.File, ok, err)
+	}
+}

@@ -141,17 +141,43 @@ func (r *roots) findFor(arch string, depth int) (string, bool) {
 	if ok {
 		return p, true
 	}
+	p, ok = r.searchFor(arch, depth)
+	if ok {
+		// Only finds are kept: dynamic mode may build a system under
+		// the roots later.
+		r.mu.Lock()
+		if r.ukis == nil {
+			r.ukis = map[string]string{}
+		}
+		r.ukis[arch] = p
+		r.mu.Unlock()
+	}
+	return p, ok
+}
+
+// searchFor is findFor without the memory. A pxe tree's manifest.json
+// names the UKI each client architecture boots (clients[].boot_file, the
+// file its dnsmasq.conf gives), so those come first; then any UKI of arch.
+func (r *roots) searchFor(arch string, depth int) (string, bool) {
+	for _, m := range r.find("manifest.json", depth, maxUKISearch) {
+		i := r.which(m)
+		if i < 0 {
+			continue
+		}
+		man, ok := readManifestArch(r, i, m)
+		if !ok {
+			continue
+		}
+		for _, c := range man.Clients {
+			p, err := CleanName(path.Join(path.Dir(m), c.BootFile))
+			if c.Arch == arch && c.BootFile != "" && err == nil && archNamed(p) && r.exists(p) && r.fileArch(p) == arch {
+				return p, true
+			}
+		}
+	}
 	for _, n := range UKINames {
 		for _, p := range r.find(n, depth, maxUKISearch) {
 			if r.fileArch(p) == arch {
-				// Only finds are kept: dynamic mode may build a
-				// system under the roots later.
-				r.mu.Lock()
-				if r.ukis == nil {
-					r.ukis = map[string]string{}
-				}
-				r.ukis[arch] = p
-				r.mu.Unlock()
 				return p, true
 			}
 		}
