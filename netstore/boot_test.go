@@ -53,6 +53,21 @@ type netImage struct {
 	verity *Verity
 }
 
+// bootSetup is what every boot test here starts with: skipped with
+// -short, QEMU and the fixture's reference image required, stage 0 built
+// and the reference image prepared (prepareImage: padded to padTo, 0 for
+// none, then its hash area).
+func bootSetup(t *testing.T, padTo int64) (*testutil.Fixture, []byte, netImage) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("QEMU boot")
+	}
+	qemu.Require(t)
+	f := testutil.LoadFixture(t)
+	f.RequireReference(t)
+	return f, stage0ForTest(t), prepareImage(t, f.RefSquashfs, padTo)
+}
+
 // prepareImage copies the fixture's reference image, pads it with zeros
 // past its filesystem to padTo bytes (0: no padding; a squashfs reader
 // ignores what follows the filesystem) and appends the hash area.
@@ -147,14 +162,7 @@ func bootConfig(f *testutil.Fixture, initrdPath, extra string, memMiB int) qemu.
 // content check. (cmd/nbimg's tests boot what `nbimg netboot
 // --store-url` writes, over nbd-server and HTTP.)
 func TestBootNBD(t *testing.T) {
-	if testing.Short() {
-		t.Skip("QEMU boot")
-	}
-	qemu.Require(t)
-	f := testutil.LoadFixture(t)
-	f.RequireReference(t)
-	bin := stage0ForTest(t)
-	img := prepareImage(t, f.RefSquashfs, 320<<20)
+	f, bin, img := bootSetup(t, 320<<20)
 	if out, ok := testutil.VerityVerify(t, img.path, img.path, img.verity.Tree.RootHex(), img.verity.DataSize); !ok {
 		t.Fatalf("veritysetup verify rejects the image:\n%s", out)
 	}
@@ -231,14 +239,7 @@ func bootFails(t *testing.T, c qemu.Config) string {
 // filesystem's first block: dm-verity refuses the block, the mount fails,
 // and stage 2 never runs.
 func TestBootNBDTampered(t *testing.T) {
-	if testing.Short() {
-		t.Skip("QEMU boot")
-	}
-	qemu.Require(t)
-	f := testutil.LoadFixture(t)
-	f.RequireReference(t)
-	bin := stage0ForTest(t)
-	img := prepareImage(t, f.RefSquashfs, 0)
+	f, bin, img := bootSetup(t, 0)
 	srv := qemu.ServeNbdkit(t, img.path)
 	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 60)
 	tamper(t, img.path, 1000)
@@ -257,14 +258,7 @@ func TestBootNBDTampered(t *testing.T) {
 // TestBootHTTPTampered serves an image with one flipped bit: stage 0
 // refuses it with one clear line and the system's stage 1 never starts.
 func TestBootHTTPTampered(t *testing.T) {
-	if testing.Short() {
-		t.Skip("QEMU boot")
-	}
-	qemu.Require(t)
-	f := testutil.LoadFixture(t)
-	f.RequireReference(t)
-	bin := stage0ForTest(t)
-	img := prepareImage(t, f.RefSquashfs, 0)
+	f, bin, img := bootSetup(t, 0)
 	ird, _ := netInitrd(t, f, bin, img, "http://"+qemu.GuestHost+":1/placeholder", 60)
 	srv := qemu.ServeHTTPLater(t, filepath.Dir(img.path), filepath.Base(img.path), 0)
 	tamper(t, img.path, img.size/2)
@@ -283,14 +277,7 @@ func TestBootHTTPTampered(t *testing.T) {
 // nbimg.giveup=15 seconds with a line naming the URL, and the kernel
 // panics (PID 1 exits), which panic=N turns into a reboot.
 func TestBootGiveUp(t *testing.T) {
-	if testing.Short() {
-		t.Skip("QEMU boot")
-	}
-	qemu.Require(t)
-	f := testutil.LoadFixture(t)
-	f.RequireReference(t)
-	bin := stage0ForTest(t)
-	img := prepareImage(t, f.RefSquashfs, 0)
+	f, bin, img := bootSetup(t, 0)
 	url := fmt.Sprintf("nbd://%s:%d/store", qemu.GuestHost, qemu.FreePort(t))
 	ird, _ := netInitrd(t, f, bin, img, url, 600)
 	c := bootConfig(f, ird, "nbimg.giveup=15", 256)
@@ -310,14 +297,7 @@ func TestBootGiveUp(t *testing.T) {
 // netlink interface, the reads that waited go on, and the whole check
 // passes.
 func TestBootNBDServerRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("QEMU boot")
-	}
-	qemu.Require(t)
-	f := testutil.LoadFixture(t)
-	f.RequireReference(t)
-	bin := stage0ForTest(t)
-	img := prepareImage(t, f.RefSquashfs, 0)
+	f, bin, img := bootSetup(t, 0)
 	srv := qemu.ServeNbdkit(t, img.path)
 	ird, _ := netInitrd(t, f, bin, img, srv.GuestURL, 120)
 	c := bootConfig(f, ird, "", 256)
