@@ -174,34 +174,42 @@ func TestReplies(t *testing.T) {
 	}
 }
 
-// TestServe runs the server on loopback sockets: an OFFER reaches the
-// broadcast address (here a loopback socket), malformed packets are
-// dropped without stopping it.
-func TestServe(t *testing.T) {
+// serveLoopback runs a Server with d on a loopback socket until the test
+// ends: c sends it requests, and its broadcast answers arrive on bc.
+func serveLoopback(t *testing.T, d Decider) (c net.Conn, bc net.PacketConn) {
+	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	bc, err = net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bc.Close()
-	s := &Server{ServerIP: server, Decider: fixed("ipxe.efi"), BroadcastAddr: bc.LocalAddr()}
+	t.Cleanup(func() { bc.Close() })
+	s := &Server{ServerIP: server, Decider: d, BroadcastAddr: bc.LocalAddr()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, pc, 67) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
-	c, err := net.Dial("udp4", pc.LocalAddr().String())
+	})
+	c, err = net.Dial("udp4", pc.LocalAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c, bc
+}
+
+// TestServe runs the server on loopback sockets: an OFFER reaches the
+// broadcast address (here a loopback socket), malformed packets are
+// dropped without stopping it.
+func TestServe(t *testing.T) {
+	c, bc := serveLoopback(t, fixed("ipxe.efi"))
 	req := request(t, dhcpv4.MessageTypeDiscover, "52:54:00:00:00:09", "PXEClient:Arch:00007:UNDI:003016", 7, false)
 	for _, p := range [][]byte{{1, 2, 3}, bytes.Repeat([]byte{0xff}, 3000), req.ToBytes()} {
 		if _, err := c.Write(p); err != nil {
@@ -223,15 +231,6 @@ func TestServe(t *testing.T) {
 // TestSlowClientDoesNotBlock: a decision that hangs for one client (a slow
 // API server) does not delay the answer to another.
 func TestSlowClientDoesNotBlock(t *testing.T) {
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bc.Close()
 	slow := DeciderFunc(func(ctx context.Context, c Client) (Boot, bool, error) {
 		if c.MAC.String() == "52:54:00:00:00:0a" {
 			<-ctx.Done() // until the per-request deadline
@@ -239,21 +238,7 @@ func TestSlowClientDoesNotBlock(t *testing.T) {
 		}
 		return Boot{File: "undionly.kpxe"}, true, nil
 	})
-	s := &Server{ServerIP: server, Decider: slow, BroadcastAddr: bc.LocalAddr()}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, pc, 67) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	c, err := net.Dial("udp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, bc := serveLoopback(t, slow)
 	for _, mac := range []string{"52:54:00:00:00:0a", "52:54:00:00:00:0b"} {
 		if _, err := c.Write(request(t, dhcpv4.MessageTypeDiscover, mac, "PXEClient:Arch:00000:UNDI:002001", 0, false).ToBytes()); err != nil {
 			t.Fatal(err)
